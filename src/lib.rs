@@ -1,0 +1,1 @@
+//! eni-agent library.
