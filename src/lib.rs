@@ -1,1 +1,17 @@
-//! eni-agent library.
+//! eni-agent: attaches an Alibaba Cloud ECS elastic network interface to the
+//! instance it runs on and configures the hot-plugged NIC over rtnetlink.
+//!
+//! Layers, each its own module with its own error type:
+//! - [`cloud`]: the ECS OpenAPI client (signatures, typed calls, retries);
+//! - [`metadata`]: the instance metadata service;
+//! - [`credentials`]: the credential chain (environment, file, RAM role);
+//! - [`config`]: the configuration file.
+
+pub mod backoff;
+pub mod cloud;
+pub mod config;
+pub mod credentials;
+pub mod http;
+pub mod mac;
+pub mod metadata;
+pub mod secret;

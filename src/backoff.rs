@@ -1,0 +1,80 @@
+//! Exponential backoff with full jitter, shared by the ECS client and the
+//! metadata client: the n-th wait is uniform in `[0, min(cap, base · 2^(n-1))]`,
+//! bounded by a maximum number of attempts and an overall deadline.
+
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// How often and how long to retry a transient failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Upper bound of the first wait.
+    pub base_delay: Duration,
+    /// No single wait is longer than this.
+    pub max_delay: Duration,
+    /// Attempts in all, the first included (1 = never retry).
+    pub max_attempts: u32,
+    /// No retry starts later than this after the first attempt.
+    pub deadline: Duration,
+}
+
+impl RetryPolicy {
+    /// The ceiling of the wait after failed attempt `attempt` (1-based).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(31);
+        self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay)
+    }
+
+    /// A fully jittered wait after failed attempt `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(random_u64() % (nanos + 1))
+    }
+}
+
+/// A random u64 from the system CSPRNG (jitter must not be synchronised across
+/// a fleet that boots at once, so no seeded generator).
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SystemRandom reads getrandom(2); it fails only on kernels without it,
+    // where a zero jitter is still a correct (if less spread) backoff.
+    let _ = SystemRandom::new().fill(&mut buf);
+    u64::from_le_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            max_attempts: 10,
+            deadline: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn ceiling_doubles_then_caps() {
+        let p = policy();
+        assert_eq!(p.ceiling(1), Duration::from_millis(100));
+        assert_eq!(p.ceiling(2), Duration::from_millis(200));
+        assert_eq!(p.ceiling(4), Duration::from_millis(800));
+        assert_eq!(p.ceiling(6), Duration::from_secs(2));
+        assert_eq!(p.ceiling(200), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn jittered_delay_stays_under_the_ceiling_and_varies() {
+        let p = policy();
+        let delays: Vec<Duration> = (0..50).map(|_| p.delay(3)).collect();
+        assert!(delays.iter().all(|d| *d <= p.ceiling(3)));
+        assert!(delays.iter().any(|d| *d != delays[0]), "full jitter must vary");
+    }
+}

@@ -1,0 +1,303 @@
+//! The configuration file (`/etc/eni-agent/config.toml`): the ECS API, the
+//! metadata service and the credentials. Every section and key is optional;
+//! unknown keys and bad values are errors that name the key and its line.
+//!
+//! ```toml
+//! [api]
+//! region = "cn-hangzhou"              # default: the metadata service's region-id
+//! endpoint = "https://ecs-vpc.cn-hangzhou.aliyuncs.com"  # env ENI_AGENT_ECS_ENDPOINT wins
+//! signature = "v3"                    # or "v2" (legacy RPC HMAC-SHA1)
+//! connect_timeout = "3s"
+//! request_timeout = "10s"
+//! [api.retry]
+//! base_delay = "200ms"
+//! max_delay = "10s"
+//! max_attempts = 8
+//! deadline = "2m"
+//!
+//! [metadata]
+//! endpoint = "http://100.100.100.200"  # env ENI_AGENT_METADATA_ENDPOINT wins
+//! require_token = false                # true: never read without a hardened-mode token
+//!
+//! [credentials]
+//! file = "/etc/eni-agent/credentials"  # INI, [default] access_key_id/access_key_secret
+//! ram_role = "EniAgentRole"             # default: discovered from the metadata service
+//! ```
+
+mod duration;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backoff::RetryPolicy;
+use crate::cloud::SignatureVersion;
+
+/// Environment variable that overrides the ECS endpoint (any URL; http allowed).
+pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
+/// Environment variable that overrides the metadata endpoint.
+pub const ENV_METADATA_ENDPOINT: &str = "ENI_AGENT_METADATA_ENDPOINT";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub metadata: MetadataConfig,
+    pub credentials: CredentialsConfig,
+}
+
+/// `[api]`: how to reach and call the ECS OpenAPI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Endpoint URL; default `https://ecs-vpc.<region>.aliyuncs.com`.
+    pub endpoint: Option<String>,
+    /// Region id; default: the metadata service's `region-id`.
+    pub region: Option<String>,
+    pub signature: SignatureVersion,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub connect_timeout: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub request_timeout: Duration,
+    pub retry: RetryConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            signature: SignatureVersion::V3,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `[api.retry]`: backoff for transient API errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub base_delay: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_delay: Duration,
+    pub max_attempts: u32,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub deadline: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_attempts: 8,
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The policy the client runs with.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base_delay: self.base_delay,
+            max_delay: self.max_delay,
+            max_attempts: self.max_attempts.max(1),
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// `[metadata]`: the instance metadata service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataConfig {
+    /// Base URL; default `http://100.100.100.200`.
+    pub endpoint: Option<String>,
+    /// Never read without a hardened-mode token.
+    pub require_token: bool,
+    /// Lifetime requested for hardened-mode tokens (1 s to 6 h).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub token_ttl: Duration,
+    /// Per-request timeout; the service is local, so it is short.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub timeout: Duration,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            require_token: false,
+            token_ttl: Duration::from_secs(21600),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[credentials]`: where API credentials come from when the environment has none.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    /// An Alibaba Cloud credentials file (INI); must not be readable by group or others.
+    pub file: Option<PathBuf>,
+    /// The profile in that file; default `default`.
+    pub profile: Option<String>,
+    /// The instance RAM role; default: discovered from the metadata service.
+    pub ram_role: Option<String>,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors (a path, or "built-in").
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks the values serde cannot.
+    fn validate(&self) -> Result<(), String> {
+        let r = &self.api.retry;
+        if r.max_attempts == 0 {
+            return Err("api.retry.max_attempts must be at least 1 (1 = no retries)".into());
+        }
+        if r.base_delay > r.max_delay {
+            return Err(format!(
+                "api.retry.base_delay ({}) is larger than api.retry.max_delay ({})",
+                humantime::format_duration(r.base_delay),
+                humantime::format_duration(r.max_delay)
+            ));
+        }
+        let ttl = self.metadata.token_ttl.as_secs();
+        if !(1..=21600).contains(&ttl) {
+            return Err(format!(
+                "metadata.token_ttl must be between 1s and 6h (the service accepts 1..21600 seconds), got {}",
+                humantime::format_duration(self.metadata.token_ttl)
+            ));
+        }
+        for (key, value) in [
+            ("api.endpoint", &self.api.endpoint),
+            ("metadata.endpoint", &self.metadata.endpoint),
+        ] {
+            if let Some(url) = value {
+                check_url(url).map_err(|e| format!("{key} = {url:?} is not a usable URL: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint must be an absolute http(s) URL without a path beyond `/`.
+pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
+    }
+    if parsed.host_str().is_none() {
+        return Err("it has no host".into());
+    }
+    if parsed.path() != "/" || parsed.query().is_some() {
+        return Err("it must not carry a path or query (the API path is always /)".into());
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", "test").expect("empty config is valid");
+        assert_eq!(c.api.signature, SignatureVersion::V3);
+        assert_eq!(c.api.retry.max_attempts, 8);
+        assert!(!c.metadata.require_token);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::from_toml(
+            r#"
+            [api]
+            region = "cn-shanghai"
+            endpoint = "http://127.0.0.1:8080"
+            signature = "v2"
+            connect_timeout = "1s"
+            [api.retry]
+            base_delay = "10ms"
+            max_delay = "1s"
+            max_attempts = 3
+            deadline = "5s"
+            [metadata]
+            require_token = true
+            token_ttl = "1h"
+            [credentials]
+            file = "/etc/eni-agent/credentials"
+            ram_role = "EniAgent"
+            "#,
+            "test",
+        )
+        .expect("valid config");
+        assert_eq!(c.api.signature, SignatureVersion::V2);
+        assert_eq!(c.api.retry.policy().base_delay, Duration::from_millis(10));
+        assert_eq!(c.metadata.token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.credentials.ram_role.as_deref(), Some("EniAgent"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::from_toml("[api]\nregion = \"x\"\nretries = 3\n", "cfg.toml")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("retries"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("cfg.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_toml("[api]\nsignature = \"v4\"\n", "t").expect_err("bad").to_string();
+        assert!(err.contains("v4") && err.contains("line 2"), "{err}");
+        let err = Config::from_toml("[api.retry]\nbase_delay = \"soon\"\n", "t").expect_err("bad").to_string();
+        assert!(err.contains("soon"), "{err}");
+        let err = Config::from_toml("[metadata]\ntoken_ttl = \"7h\"\n", "t").expect_err("bad").to_string();
+        assert!(err.contains("metadata.token_ttl"), "{err}");
+        let err = Config::from_toml("[api]\nendpoint = \"ecs.example\"\n", "t").expect_err("bad").to_string();
+        assert!(err.contains("api.endpoint"), "{err}");
+        let err = Config::from_toml("[api.retry]\nmax_attempts = 0\n", "t").expect_err("bad").to_string();
+        assert!(err.contains("max_attempts"), "{err}");
+    }
+}
