@@ -1,1 +1,23 @@
-pub mod types;
+//! Typed ECS calls, one file per action, and the response types they share.
+//! Unknown response fields are ignored and absent ones tolerated; the fields
+//! the agent acts on are checked where they are used.
+
+mod attach;
+mod describe_attribute;
+mod describe_interfaces;
+mod detach;
+mod lenient;
+mod types;
+
+pub use attach::AttachNetworkInterface;
+pub use describe_attribute::DescribeNetworkInterfaceAttribute;
+pub use describe_interfaces::{DescribeNetworkInterfaces, DescribeNetworkInterfacesPage, TagFilter};
+pub use detach::DetachNetworkInterface;
+pub use types::*;
+
+/// The body of answers that carry nothing but a RequestId (Attach, Detach).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RequestIdOnly {
+    pub request_id: String,
+}

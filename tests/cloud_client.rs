@@ -1,0 +1,284 @@
+//! The ECS client against a scripted local server: request shape, retries,
+//! backoff, `x-acs-retry-after`, deadlines, error decoding, pagination.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use eni_agent::backoff::RetryPolicy;
+use eni_agent::cloud::ecs::{AttachNetworkInterface, DescribeNetworkInterfaceAttribute, DescribeNetworkInterfaces, EniStatus};
+use eni_agent::cloud::{CloudError, EcsClient, EcsOptions, ErrorClass, SignatureVersion};
+use eni_agent::config::ApiConfig;
+use eni_agent::credentials::{CredentialProvider, Credentials};
+use eni_agent::secret::Secret;
+use support::{Reply, Scripted};
+
+const SECRET: &str = "test-access-key-secret-value";
+
+fn provider(token: Option<&str>) -> CredentialProvider {
+    CredentialProvider::Static {
+        credentials: Credentials {
+            access_key_id: "LTAItest".into(),
+            access_key_secret: Secret::new(SECRET),
+            security_token: token.map(Secret::new),
+            expiration: None,
+        },
+        origin: "test".into(),
+    }
+}
+
+fn client_with(server: &Scripted, signature: SignatureVersion, retry: RetryPolicy, token: Option<&str>) -> EcsClient {
+    let options = EcsOptions {
+        endpoint: server.url(),
+        region: "cn-hangzhou".into(),
+        signature,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(500),
+        retry,
+    };
+    EcsClient::new(options, provider(token)).expect("client")
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_attempts: 5,
+        deadline: Duration::from_secs(10),
+    }
+}
+
+fn error_body(code: &str, request_id: &str) -> String {
+    format!(
+        r#"{{"RequestId":"{request_id}","HostId":"ecs-vpc.cn-hangzhou.aliyuncs.com","Code":"{code}","Message":"msg for {code}","Recommend":"https://api.aliyun.com/troubleshoot?q={code}"}}"#
+    )
+}
+
+const DESCRIBE_OK: &str = r#"{"RequestId":"REQ-OK","NetworkInterfaceId":"eni-1","Status":"InUse","MacAddress":"00:16:3e:00:00:01",
+    "PrivateIpAddress":"10.0.0.5","QueueNumber":4,"InstanceId":"i-1",
+    "PrivateIpSets":{"PrivateIpSet":[{"PrivateIpAddress":"10.0.0.5","Primary":true},{"PrivateIpAddress":"10.0.0.6","Primary":false}]}}"#;
+
+fn is_action(action: &'static str) -> impl Fn(&support::Recorded) -> bool + Send + Sync {
+    move |r| r.header("x-acs-action").as_deref() == Some(action) || r.query("Action").as_deref() == Some(action)
+}
+
+#[tokio::test]
+async fn throttled_twice_then_ok_takes_three_attempts_with_three_nonces() {
+    for signature in [SignatureVersion::V3, SignatureVersion::V2] {
+        let server = Scripted::start().await;
+        server.on(
+            is_action("DescribeNetworkInterfaceAttribute"),
+            vec![
+                Reply::new(400, error_body("Throttling.User", "REQ-T1")),
+                Reply::new(400, error_body("Throttling", "REQ-T2")),
+                Reply::new(200, DESCRIBE_OK),
+            ],
+        );
+        let client = client_with(&server, signature, fast_retry(), None);
+        let resp = client
+            .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+            .await
+            .expect("succeeds on the third attempt");
+        assert_eq!(resp.attempts, 3);
+        assert_eq!(resp.request_id, "REQ-OK");
+        assert_eq!(resp.body.status, EniStatus::InUse);
+        assert_eq!(resp.body.queue_number, Some(4));
+        let log = server.log();
+        assert_eq!(log.len(), 3);
+        let nonces: std::collections::HashSet<String> = log
+            .iter()
+            .map(|r| r.header("x-acs-signature-nonce").or_else(|| r.query("SignatureNonce")).expect("nonce"))
+            .collect();
+        assert_eq!(nonces.len(), 3, "{signature:?}: every attempt is signed with a fresh nonce");
+        let signatures: std::collections::HashSet<String> = log
+            .iter()
+            .map(|r| r.header("authorization").or_else(|| r.query("Signature")).expect("signature"))
+            .collect();
+        assert_eq!(signatures.len(), 3, "{signature:?}: every attempt is signed anew");
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_sent_once_and_explained() {
+    let server = Scripted::start().await;
+    server.on(is_action("AttachNetworkInterface"), vec![Reply::new(403, error_body("EniPerInstanceLimitExceeded", "REQ-LIMIT"))]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client
+        .attach_network_interface(&AttachNetworkInterface {
+            network_interface_id: "eni-1".into(),
+            instance_id: "i-1".into(),
+            network_card_index: None,
+        })
+        .await
+        .expect_err("permanent");
+    assert_eq!(server.log().len(), 1);
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert_eq!(err.code(), Some("EniPerInstanceLimitExceeded"));
+    let msg = err.to_string();
+    assert!(msg.contains("REQ-LIMIT"), "RequestId in the message: {msg}");
+    assert!(msg.contains("detach an ENI") && msg.contains("larger instance type"), "remedy in the message: {msg}");
+    let api = err.api().expect("api error");
+    assert_eq!(api.http_status, 403);
+    assert_eq!(api.host_id, "ecs-vpc.cn-hangzhou.aliyuncs.com");
+    assert!(api.recommend.contains("troubleshoot"));
+}
+
+#[tokio::test]
+async fn wait_for_state_errors_are_not_retried_by_the_client() {
+    let server = Scripted::start().await;
+    server.on(is_action("AttachNetworkInterface"), vec![Reply::new(400, error_body("InvalidOperation.InvalidEniState", "REQ-S"))]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client.attach_network_interface(&AttachNetworkInterface::default()).await.expect_err("state");
+    assert_eq!(err.class(), ErrorClass::WaitForState);
+    assert_eq!(server.log().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_header_is_honoured() {
+    let server = Scripted::start().await;
+    server.on(
+        is_action("DescribeNetworkInterfaceAttribute"),
+        vec![Reply::new(400, error_body("Throttling.Api", "REQ-RA")).header("x-acs-retry-after", "400"), Reply::new(200, DESCRIBE_OK)],
+    );
+    // With a zero backoff, only the header can make the client wait.
+    let retry = RetryPolicy { base_delay: Duration::ZERO, max_delay: Duration::ZERO, max_attempts: 3, deadline: Duration::from_secs(10) };
+    let client = client_with(&server, SignatureVersion::V3, retry, None);
+    let started = Instant::now();
+    client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(400), "waited {elapsed:?}, the service asked for 400 ms");
+    assert!(elapsed < Duration::from_secs(3), "waited {elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_deadline_and_attempt_limit_bound_retries() {
+    let server = Scripted::start().await;
+    server.on(is_action("DescribeNetworkInterfaceAttribute"), vec![Reply::new(503, error_body("ServiceUnavailable", "REQ-U"))]);
+    let retry = RetryPolicy { base_delay: Duration::from_millis(50), max_delay: Duration::from_millis(50), max_attempts: 100, deadline: Duration::from_millis(300) };
+    let client = client_with(&server, SignatureVersion::V3, retry, None);
+    let started = Instant::now();
+    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("gives up");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let CloudError::RetriesExhausted { attempts, .. } = &err else { panic!("expected RetriesExhausted, got {err}") };
+    assert!(*attempts > 1 && *attempts < 100, "attempts {attempts}");
+    assert!(err.to_string().contains("REQ-U"), "{err}");
+
+    let server = Scripted::start().await;
+    server.on(is_action("DescribeNetworkInterfaceAttribute"), vec![Reply::new(500, error_body("InternalError", "REQ-I"))]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("gives up");
+    assert_eq!(server.log().len(), 5, "max_attempts = 5");
+    assert!(matches!(err, CloudError::RetriesExhausted { attempts: 5, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn transport_errors_and_timeouts_are_retried() {
+    // Nothing listens on this port: connection refused every time.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let options = EcsOptions {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "cn-hangzhou".into(),
+        signature: SignatureVersion::V3,
+        connect_timeout: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(200),
+        retry: RetryPolicy { max_attempts: 3, ..fast_retry() },
+    };
+    let client = EcsClient::new(options, provider(None)).expect("client");
+    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("refused");
+    let CloudError::RetriesExhausted { attempts: 3, last, .. } = &err else { panic!("expected 3 attempts, got {err}") };
+    assert!(matches!(**last, CloudError::Transport { .. }), "{last}");
+
+    // A response slower than the request timeout, then a fast one.
+    let server = Scripted::start().await;
+    server.on(
+        is_action("DescribeNetworkInterfaceAttribute"),
+        vec![Reply::new(200, DESCRIBE_OK).delayed(Duration::from_secs(3)), Reply::new(200, DESCRIBE_OK)],
+    );
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let resp = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    assert_eq!(resp.attempts, 2);
+}
+
+#[tokio::test]
+async fn requests_are_posts_to_root_with_parameters_in_the_query() {
+    let server = Scripted::start().await;
+    server.on(|_| true, vec![Reply::new(200, DESCRIBE_OK)]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), Some("sts-token-value"));
+    client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    let r = &server.log()[0];
+    assert_eq!(r.method, Method::POST);
+    assert_eq!(r.uri.path(), "/");
+    assert!(r.body.is_empty());
+    assert_eq!(r.query("NetworkInterfaceId").as_deref(), Some("eni-1"));
+    assert_eq!(r.query("RegionId").as_deref(), Some("cn-hangzhou"));
+    assert_eq!(r.header("x-acs-version").as_deref(), Some("2014-05-26"));
+    assert_eq!(r.header("host"), Some(server.addr.to_string()));
+    assert_eq!(r.header("x-acs-security-token").as_deref(), Some("sts-token-value"));
+    let auth = r.header("authorization").expect("authorization");
+    assert!(auth.starts_with("ACS3-HMAC-SHA256 Credential=LTAItest,SignedHeaders=host;x-acs-action;"), "{auth}");
+    assert!(auth.contains("x-acs-security-token"), "{auth}");
+
+    let server = Scripted::start().await;
+    server.on(|_| true, vec![Reply::new(200, DESCRIBE_OK)]);
+    let client = client_with(&server, SignatureVersion::V2, fast_retry(), Some("sts-token-value"));
+    client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    let r = &server.log()[0];
+    assert_eq!(r.method, Method::POST);
+    for (k, v) in [("Action", "DescribeNetworkInterfaceAttribute"), ("Version", "2014-05-26"), ("Format", "JSON"),
+                   ("SignatureMethod", "HMAC-SHA1"), ("SignatureVersion", "1.0"), ("SecurityToken", "sts-token-value")] {
+        assert_eq!(r.query(k).as_deref(), Some(v), "{k}");
+    }
+    assert!(r.header("authorization").is_none());
+}
+
+#[tokio::test]
+async fn bad_answers_are_clear_errors() {
+    let server = Scripted::start().await;
+    server.on(|_| true, vec![Reply::new(200, "<html>captive portal</html>")]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("not json");
+    assert!(matches!(err, CloudError::InvalidResponse { .. }), "{err}");
+    assert_eq!(server.log().len(), 1, "a malformed success is not retried");
+
+    let server = Scripted::start().await;
+    server.on(|_| true, vec![Reply::new(200, r#"{"RequestId":"R","NetworkInterfaceId":"eni-other"}"#)]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("wrong eni");
+    assert!(err.to_string().contains("eni-other"), "{err}");
+
+    let server = Scripted::start().await;
+    server.on(|_| true, vec![Reply::new(502, "Bad Gateway").header("x-acs-request-id", "REQ-GW"), Reply::new(200, DESCRIBE_OK)]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let resp = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("retried");
+    assert_eq!(resp.attempts, 2, "a 5xx without an API body is retried");
+}
+
+#[tokio::test]
+async fn describe_network_interfaces_follows_next_token_to_the_end() {
+    let server = Scripted::start().await;
+    let page = |token: &str, id: &str| {
+        format!(r#"{{"RequestId":"REQ-{id}","NextToken":"{token}","NetworkInterfaceSets":{{"NetworkInterfaceSet":[{{"NetworkInterfaceId":"{id}","Status":"Available"}}]}}}}"#)
+    };
+    server.on(|r| r.query("NextToken").is_none(), vec![Reply::new(200, page("t1", "eni-a"))]);
+    server.on(|r| r.query("NextToken").as_deref() == Some("t1"), vec![Reply::new(200, page("t2", "eni-b"))]);
+    server.on(|r| r.query("NextToken").as_deref() == Some("t2"), vec![Reply::new(200, page("", "eni-c"))]);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let request = DescribeNetworkInterfaces { instance_id: Some("i-1".into()), status: Some("Available".into()), ..Default::default() };
+    let (enis, request_ids) = client.describe_network_interfaces(&request).await.expect("ok");
+    let ids: Vec<&str> = enis.iter().map(|e| e.network_interface_id.as_str()).collect();
+    assert_eq!(ids, ["eni-a", "eni-b", "eni-c"]);
+    assert_eq!(request_ids, ["REQ-eni-a", "REQ-eni-b", "REQ-eni-c"]);
+    assert!(server.log().iter().all(|r| r.query("InstanceId").as_deref() == Some("i-1")));
+}
+
+#[test]
+fn endpoint_defaults_to_the_vpc_endpoint_and_the_environment_overrides_it() {
+    let config = ApiConfig::default();
+    let none = |_: &str| None;
+    assert_eq!(EcsOptions::from_config(&config, "cn-beijing", none).endpoint, "https://ecs-vpc.cn-beijing.aliyuncs.com");
+    let configured = ApiConfig { endpoint: Some("http://127.0.0.1:9".into()), ..ApiConfig::default() };
+    assert_eq!(EcsOptions::from_config(&configured, "r", none).endpoint, "http://127.0.0.1:9");
+    let env = |k: &str| (k == "ENI_AGENT_ECS_ENDPOINT").then(|| "http://127.0.0.1:10".to_owned());
+    assert_eq!(EcsOptions::from_config(&configured, "r", env).endpoint, "http://127.0.0.1:10");
+}
