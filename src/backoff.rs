@@ -23,7 +23,9 @@ impl RetryPolicy {
     /// The ceiling of the wait after failed attempt `attempt` (1-based).
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(31);
-        self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay)
+        self.base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay)
     }
 
     /// A fully jittered wait after failed attempt `attempt` (1-based).
@@ -75,6 +77,9 @@ mod tests {
         let p = policy();
         let delays: Vec<Duration> = (0..50).map(|_| p.delay(3)).collect();
         assert!(delays.iter().all(|d| *d <= p.ceiling(3)));
-        assert!(delays.iter().any(|d| *d != delays[0]), "full jitter must vary");
+        assert!(
+            delays.iter().any(|d| *d != delays[0]),
+            "full jitter must vary"
+        );
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 static INSTALL_PROVIDER: Once = Once::new();
 
 /// Builds a client with the given timeouts.
-pub fn client(connect_timeout: Duration, request_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub fn client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
     INSTALL_PROVIDER.call_once(|| {
         // Err means another provider is installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -22,7 +25,10 @@ pub fn client(connect_timeout: Duration, request_timeout: Duration) -> Result<re
 
 /// Reads at most `limit` bytes of a response body; a longer body is an error
 /// (a misbehaving endpoint must not make the agent buffer without bound).
-pub async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > limit {
@@ -45,7 +51,11 @@ pub enum BodyError {
 /// A transport error in words, with its cause chain (reqwest's own Display
 /// says little more than "error sending request").
 pub fn error_chain(e: &reqwest::Error) -> String {
-    let mut reason = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut reason = if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        e.to_string()
+    };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         reason.push_str(": ");

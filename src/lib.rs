@@ -8,6 +8,7 @@
 //! - [`config`]: the configuration file.
 
 pub mod backoff;
+pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod credentials;

@@ -33,7 +33,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -45,7 +49,9 @@ impl fmt::Debug for MacAddr {
 
 /// A string that is not `xx:xx:xx:xx:xx:xx`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a MAC address (expected six hex pairs separated by ':', like 00:16:3e:12:34:56)")]
+#[error(
+    "{0:?} is not a MAC address (expected six hex pairs separated by ':', like 00:16:3e:12:34:56)"
+)]
 pub struct ParseMacError(pub String);
 
 impl FromStr for MacAddr {
@@ -90,9 +96,21 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "00:16:3e:0f:ab", "00:16:3e:0f:ab:01:02", "0:16:3e:0f:ab:01", "zz:16:3e:0f:ab:01", "00:16:3e:12:**:**"] {
+        for bad in [
+            "",
+            "00:16:3e:0f:ab",
+            "00:16:3e:0f:ab:01:02",
+            "0:16:3e:0f:ab:01",
+            "zz:16:3e:0f:ab:01",
+            "00:16:3e:12:**:**",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
-        assert!("01:00:5e:00:00:01".parse::<MacAddr>().expect("valid").is_multicast());
+        assert!(
+            "01:00:5e:00:00:01"
+                .parse::<MacAddr>()
+                .expect("valid")
+                .is_multicast()
+        );
     }
 }

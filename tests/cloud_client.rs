@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use eni_agent::backoff::RetryPolicy;
-use eni_agent::cloud::ecs::{AttachNetworkInterface, DescribeNetworkInterfaceAttribute, DescribeNetworkInterfaces, EniStatus};
+use eni_agent::cloud::ecs::{
+    AttachNetworkInterface, DescribeNetworkInterfaceAttribute, DescribeNetworkInterfaces, EniStatus,
+};
 use eni_agent::cloud::{CloudError, EcsClient, EcsOptions, ErrorClass, SignatureVersion};
 use eni_agent::config::ApiConfig;
 use eni_agent::credentials::{CredentialProvider, Credentials};
@@ -28,7 +30,12 @@ fn provider(token: Option<&str>) -> CredentialProvider {
     }
 }
 
-fn client_with(server: &Scripted, signature: SignatureVersion, retry: RetryPolicy, token: Option<&str>) -> EcsClient {
+fn client_with(
+    server: &Scripted,
+    signature: SignatureVersion,
+    retry: RetryPolicy,
+    token: Option<&str>,
+) -> EcsClient {
     let options = EcsOptions {
         endpoint: server.url(),
         region: "cn-hangzhou".into(),
@@ -60,7 +67,10 @@ const DESCRIBE_OK: &str = r#"{"RequestId":"REQ-OK","NetworkInterfaceId":"eni-1",
     "PrivateIpSets":{"PrivateIpSet":[{"PrivateIpAddress":"10.0.0.5","Primary":true},{"PrivateIpAddress":"10.0.0.6","Primary":false}]}}"#;
 
 fn is_action(action: &'static str) -> impl Fn(&support::Recorded) -> bool + Send + Sync {
-    move |r| r.header("x-acs-action").as_deref() == Some(action) || r.query("Action").as_deref() == Some(action)
+    move |r| {
+        r.header("x-acs-action").as_deref() == Some(action)
+            || r.query("Action").as_deref() == Some(action)
+    }
 }
 
 #[tokio::test]
@@ -88,21 +98,43 @@ async fn throttled_twice_then_ok_takes_three_attempts_with_three_nonces() {
         assert_eq!(log.len(), 3);
         let nonces: std::collections::HashSet<String> = log
             .iter()
-            .map(|r| r.header("x-acs-signature-nonce").or_else(|| r.query("SignatureNonce")).expect("nonce"))
+            .map(|r| {
+                r.header("x-acs-signature-nonce")
+                    .or_else(|| r.query("SignatureNonce"))
+                    .expect("nonce")
+            })
             .collect();
-        assert_eq!(nonces.len(), 3, "{signature:?}: every attempt is signed with a fresh nonce");
+        assert_eq!(
+            nonces.len(),
+            3,
+            "{signature:?}: every attempt is signed with a fresh nonce"
+        );
         let signatures: std::collections::HashSet<String> = log
             .iter()
-            .map(|r| r.header("authorization").or_else(|| r.query("Signature")).expect("signature"))
+            .map(|r| {
+                r.header("authorization")
+                    .or_else(|| r.query("Signature"))
+                    .expect("signature")
+            })
             .collect();
-        assert_eq!(signatures.len(), 3, "{signature:?}: every attempt is signed anew");
+        assert_eq!(
+            signatures.len(),
+            3,
+            "{signature:?}: every attempt is signed anew"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_permanent_error_is_sent_once_and_explained() {
     let server = Scripted::start().await;
-    server.on(is_action("AttachNetworkInterface"), vec![Reply::new(403, error_body("EniPerInstanceLimitExceeded", "REQ-LIMIT"))]);
+    server.on(
+        is_action("AttachNetworkInterface"),
+        vec![Reply::new(
+            403,
+            error_body("EniPerInstanceLimitExceeded", "REQ-LIMIT"),
+        )],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
     let err = client
         .attach_network_interface(&AttachNetworkInterface {
@@ -117,7 +149,10 @@ async fn a_permanent_error_is_sent_once_and_explained() {
     assert_eq!(err.code(), Some("EniPerInstanceLimitExceeded"));
     let msg = err.to_string();
     assert!(msg.contains("REQ-LIMIT"), "RequestId in the message: {msg}");
-    assert!(msg.contains("detach an ENI") && msg.contains("larger instance type"), "remedy in the message: {msg}");
+    assert!(
+        msg.contains("detach an ENI") && msg.contains("larger instance type"),
+        "remedy in the message: {msg}"
+    );
     let api = err.api().expect("api error");
     assert_eq!(api.http_status, 403);
     assert_eq!(api.host_id, "ecs-vpc.cn-hangzhou.aliyuncs.com");
@@ -127,9 +162,18 @@ async fn a_permanent_error_is_sent_once_and_explained() {
 #[tokio::test]
 async fn wait_for_state_errors_are_not_retried_by_the_client() {
     let server = Scripted::start().await;
-    server.on(is_action("AttachNetworkInterface"), vec![Reply::new(400, error_body("InvalidOperation.InvalidEniState", "REQ-S"))]);
+    server.on(
+        is_action("AttachNetworkInterface"),
+        vec![Reply::new(
+            400,
+            error_body("InvalidOperation.InvalidEniState", "REQ-S"),
+        )],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let err = client.attach_network_interface(&AttachNetworkInterface::default()).await.expect_err("state");
+    let err = client
+        .attach_network_interface(&AttachNetworkInterface::default())
+        .await
+        .expect_err("state");
     assert_eq!(err.class(), ErrorClass::WaitForState);
     assert_eq!(server.log().len(), 1);
 }
@@ -139,64 +183,122 @@ async fn retry_after_header_is_honoured() {
     let server = Scripted::start().await;
     server.on(
         is_action("DescribeNetworkInterfaceAttribute"),
-        vec![Reply::new(400, error_body("Throttling.Api", "REQ-RA")).header("x-acs-retry-after", "400"), Reply::new(200, DESCRIBE_OK)],
+        vec![
+            Reply::new(400, error_body("Throttling.Api", "REQ-RA"))
+                .header("x-acs-retry-after", "400"),
+            Reply::new(200, DESCRIBE_OK),
+        ],
     );
     // With a zero backoff, only the header can make the client wait.
-    let retry = RetryPolicy { base_delay: Duration::ZERO, max_delay: Duration::ZERO, max_attempts: 3, deadline: Duration::from_secs(10) };
+    let retry = RetryPolicy {
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        max_attempts: 3,
+        deadline: Duration::from_secs(10),
+    };
     let client = client_with(&server, SignatureVersion::V3, retry, None);
     let started = Instant::now();
-    client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("ok");
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(400), "waited {elapsed:?}, the service asked for 400 ms");
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "waited {elapsed:?}, the service asked for 400 ms"
+    );
     assert!(elapsed < Duration::from_secs(3), "waited {elapsed:?}");
 }
 
 #[tokio::test]
 async fn the_deadline_and_attempt_limit_bound_retries() {
     let server = Scripted::start().await;
-    server.on(is_action("DescribeNetworkInterfaceAttribute"), vec![Reply::new(503, error_body("ServiceUnavailable", "REQ-U"))]);
-    let retry = RetryPolicy { base_delay: Duration::from_millis(50), max_delay: Duration::from_millis(50), max_attempts: 100, deadline: Duration::from_millis(300) };
+    server.on(
+        is_action("DescribeNetworkInterfaceAttribute"),
+        vec![Reply::new(503, error_body("ServiceUnavailable", "REQ-U"))],
+    );
+    let retry = RetryPolicy {
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(50),
+        max_attempts: 100,
+        deadline: Duration::from_millis(300),
+    };
     let client = client_with(&server, SignatureVersion::V3, retry, None);
     let started = Instant::now();
-    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("gives up");
+    let err = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("gives up");
     assert!(started.elapsed() < Duration::from_secs(2));
-    let CloudError::RetriesExhausted { attempts, .. } = &err else { panic!("expected RetriesExhausted, got {err}") };
+    let CloudError::RetriesExhausted { attempts, .. } = &err else {
+        panic!("expected RetriesExhausted, got {err}")
+    };
     assert!(*attempts > 1 && *attempts < 100, "attempts {attempts}");
     assert!(err.to_string().contains("REQ-U"), "{err}");
 
     let server = Scripted::start().await;
-    server.on(is_action("DescribeNetworkInterfaceAttribute"), vec![Reply::new(500, error_body("InternalError", "REQ-I"))]);
+    server.on(
+        is_action("DescribeNetworkInterfaceAttribute"),
+        vec![Reply::new(500, error_body("InternalError", "REQ-I"))],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("gives up");
+    let err = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("gives up");
     assert_eq!(server.log().len(), 5, "max_attempts = 5");
-    assert!(matches!(err, CloudError::RetriesExhausted { attempts: 5, .. }), "{err}");
+    assert!(
+        matches!(err, CloudError::RetriesExhausted { attempts: 5, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn transport_errors_and_timeouts_are_retried() {
     // Nothing listens on this port: connection refused every time.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let options = EcsOptions {
         endpoint: format!("http://127.0.0.1:{port}"),
         region: "cn-hangzhou".into(),
         signature: SignatureVersion::V3,
         connect_timeout: Duration::from_millis(200),
         request_timeout: Duration::from_millis(200),
-        retry: RetryPolicy { max_attempts: 3, ..fast_retry() },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            ..fast_retry()
+        },
     };
     let client = EcsClient::new(options, provider(None)).expect("client");
-    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("refused");
-    let CloudError::RetriesExhausted { attempts: 3, last, .. } = &err else { panic!("expected 3 attempts, got {err}") };
+    let err = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("refused");
+    let CloudError::RetriesExhausted {
+        attempts: 3, last, ..
+    } = &err
+    else {
+        panic!("expected 3 attempts, got {err}")
+    };
     assert!(matches!(**last, CloudError::Transport { .. }), "{last}");
 
     // A response slower than the request timeout, then a fast one.
     let server = Scripted::start().await;
     server.on(
         is_action("DescribeNetworkInterfaceAttribute"),
-        vec![Reply::new(200, DESCRIBE_OK).delayed(Duration::from_secs(3)), Reply::new(200, DESCRIBE_OK)],
+        vec![
+            Reply::new(200, DESCRIBE_OK).delayed(Duration::from_secs(3)),
+            Reply::new(200, DESCRIBE_OK),
+        ],
     );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let resp = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    let resp = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("ok");
     assert_eq!(resp.attempts, 2);
 }
 
@@ -204,8 +306,16 @@ async fn transport_errors_and_timeouts_are_retried() {
 async fn requests_are_posts_to_root_with_parameters_in_the_query() {
     let server = Scripted::start().await;
     server.on(|_| true, vec![Reply::new(200, DESCRIBE_OK)]);
-    let client = client_with(&server, SignatureVersion::V3, fast_retry(), Some("sts-token-value"));
-    client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    let client = client_with(
+        &server,
+        SignatureVersion::V3,
+        fast_retry(),
+        Some("sts-token-value"),
+    );
+    client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("ok");
     let r = &server.log()[0];
     assert_eq!(r.method, Method::POST);
     assert_eq!(r.uri.path(), "/");
@@ -214,19 +324,39 @@ async fn requests_are_posts_to_root_with_parameters_in_the_query() {
     assert_eq!(r.query("RegionId").as_deref(), Some("cn-hangzhou"));
     assert_eq!(r.header("x-acs-version").as_deref(), Some("2014-05-26"));
     assert_eq!(r.header("host"), Some(server.addr.to_string()));
-    assert_eq!(r.header("x-acs-security-token").as_deref(), Some("sts-token-value"));
+    assert_eq!(
+        r.header("x-acs-security-token").as_deref(),
+        Some("sts-token-value")
+    );
     let auth = r.header("authorization").expect("authorization");
-    assert!(auth.starts_with("ACS3-HMAC-SHA256 Credential=LTAItest,SignedHeaders=host;x-acs-action;"), "{auth}");
+    assert!(
+        auth.starts_with("ACS3-HMAC-SHA256 Credential=LTAItest,SignedHeaders=host;x-acs-action;"),
+        "{auth}"
+    );
     assert!(auth.contains("x-acs-security-token"), "{auth}");
 
     let server = Scripted::start().await;
     server.on(|_| true, vec![Reply::new(200, DESCRIBE_OK)]);
-    let client = client_with(&server, SignatureVersion::V2, fast_retry(), Some("sts-token-value"));
-    client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("ok");
+    let client = client_with(
+        &server,
+        SignatureVersion::V2,
+        fast_retry(),
+        Some("sts-token-value"),
+    );
+    client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("ok");
     let r = &server.log()[0];
     assert_eq!(r.method, Method::POST);
-    for (k, v) in [("Action", "DescribeNetworkInterfaceAttribute"), ("Version", "2014-05-26"), ("Format", "JSON"),
-                   ("SignatureMethod", "HMAC-SHA1"), ("SignatureVersion", "1.0"), ("SecurityToken", "sts-token-value")] {
+    for (k, v) in [
+        ("Action", "DescribeNetworkInterfaceAttribute"),
+        ("Version", "2014-05-26"),
+        ("Format", "JSON"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SecurityToken", "sts-token-value"),
+    ] {
         assert_eq!(r.query(k).as_deref(), Some(v), "{k}");
     }
     assert!(r.header("authorization").is_none());
@@ -235,22 +365,46 @@ async fn requests_are_posts_to_root_with_parameters_in_the_query() {
 #[tokio::test]
 async fn bad_answers_are_clear_errors() {
     let server = Scripted::start().await;
-    server.on(|_| true, vec![Reply::new(200, "<html>captive portal</html>")]);
+    server.on(
+        |_| true,
+        vec![Reply::new(200, "<html>captive portal</html>")],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("not json");
+    let err = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("not json");
     assert!(matches!(err, CloudError::InvalidResponse { .. }), "{err}");
     assert_eq!(server.log().len(), 1, "a malformed success is not retried");
 
     let server = Scripted::start().await;
-    server.on(|_| true, vec![Reply::new(200, r#"{"RequestId":"R","NetworkInterfaceId":"eni-other"}"#)]);
+    server.on(
+        |_| true,
+        vec![Reply::new(
+            200,
+            r#"{"RequestId":"R","NetworkInterfaceId":"eni-other"}"#,
+        )],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let err = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect_err("wrong eni");
+    let err = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("wrong eni");
     assert!(err.to_string().contains("eni-other"), "{err}");
 
     let server = Scripted::start().await;
-    server.on(|_| true, vec![Reply::new(502, "Bad Gateway").header("x-acs-request-id", "REQ-GW"), Reply::new(200, DESCRIBE_OK)]);
+    server.on(
+        |_| true,
+        vec![
+            Reply::new(502, "Bad Gateway").header("x-acs-request-id", "REQ-GW"),
+            Reply::new(200, DESCRIBE_OK),
+        ],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let resp = client.describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1")).await.expect("retried");
+    let resp = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("retried");
     assert_eq!(resp.attempts, 2, "a 5xx without an API body is retried");
 }
 
@@ -258,27 +412,65 @@ async fn bad_answers_are_clear_errors() {
 async fn describe_network_interfaces_follows_next_token_to_the_end() {
     let server = Scripted::start().await;
     let page = |token: &str, id: &str| {
-        format!(r#"{{"RequestId":"REQ-{id}","NextToken":"{token}","NetworkInterfaceSets":{{"NetworkInterfaceSet":[{{"NetworkInterfaceId":"{id}","Status":"Available"}}]}}}}"#)
+        format!(
+            r#"{{"RequestId":"REQ-{id}","NextToken":"{token}","NetworkInterfaceSets":{{"NetworkInterfaceSet":[{{"NetworkInterfaceId":"{id}","Status":"Available"}}]}}}}"#
+        )
     };
-    server.on(|r| r.query("NextToken").is_none(), vec![Reply::new(200, page("t1", "eni-a"))]);
-    server.on(|r| r.query("NextToken").as_deref() == Some("t1"), vec![Reply::new(200, page("t2", "eni-b"))]);
-    server.on(|r| r.query("NextToken").as_deref() == Some("t2"), vec![Reply::new(200, page("", "eni-c"))]);
+    server.on(
+        |r| r.query("NextToken").is_none(),
+        vec![Reply::new(200, page("t1", "eni-a"))],
+    );
+    server.on(
+        |r| r.query("NextToken").as_deref() == Some("t1"),
+        vec![Reply::new(200, page("t2", "eni-b"))],
+    );
+    server.on(
+        |r| r.query("NextToken").as_deref() == Some("t2"),
+        vec![Reply::new(200, page("", "eni-c"))],
+    );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
-    let request = DescribeNetworkInterfaces { instance_id: Some("i-1".into()), status: Some("Available".into()), ..Default::default() };
-    let (enis, request_ids) = client.describe_network_interfaces(&request).await.expect("ok");
-    let ids: Vec<&str> = enis.iter().map(|e| e.network_interface_id.as_str()).collect();
+    let request = DescribeNetworkInterfaces {
+        instance_id: Some("i-1".into()),
+        status: Some("Available".into()),
+        ..Default::default()
+    };
+    let (enis, request_ids) = client
+        .describe_network_interfaces(&request)
+        .await
+        .expect("ok");
+    let ids: Vec<&str> = enis
+        .iter()
+        .map(|e| e.network_interface_id.as_str())
+        .collect();
     assert_eq!(ids, ["eni-a", "eni-b", "eni-c"]);
     assert_eq!(request_ids, ["REQ-eni-a", "REQ-eni-b", "REQ-eni-c"]);
-    assert!(server.log().iter().all(|r| r.query("InstanceId").as_deref() == Some("i-1")));
+    assert!(
+        server
+            .log()
+            .iter()
+            .all(|r| r.query("InstanceId").as_deref() == Some("i-1"))
+    );
 }
 
 #[test]
 fn endpoint_defaults_to_the_vpc_endpoint_and_the_environment_overrides_it() {
     let config = ApiConfig::default();
     let none = |_: &str| None;
-    assert_eq!(EcsOptions::from_config(&config, "cn-beijing", none).endpoint, "https://ecs-vpc.cn-beijing.aliyuncs.com");
-    let configured = ApiConfig { endpoint: Some("http://127.0.0.1:9".into()), ..ApiConfig::default() };
-    assert_eq!(EcsOptions::from_config(&configured, "r", none).endpoint, "http://127.0.0.1:9");
+    assert_eq!(
+        EcsOptions::from_config(&config, "cn-beijing", none).endpoint,
+        "https://ecs-vpc.cn-beijing.aliyuncs.com"
+    );
+    let configured = ApiConfig {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        ..ApiConfig::default()
+    };
+    assert_eq!(
+        EcsOptions::from_config(&configured, "r", none).endpoint,
+        "http://127.0.0.1:9"
+    );
     let env = |k: &str| (k == "ENI_AGENT_ECS_ENDPOINT").then(|| "http://127.0.0.1:10".to_owned());
-    assert_eq!(EcsOptions::from_config(&configured, "r", env).endpoint, "http://127.0.0.1:10");
+    assert_eq!(
+        EcsOptions::from_config(&configured, "r", env).endpoint,
+        "http://127.0.0.1:10"
+    );
 }

@@ -38,7 +38,11 @@ pub struct EcsOptions {
 impl EcsOptions {
     /// From the configuration for `region`; `ENI_AGENT_ECS_ENDPOINT` (read
     /// through `lookup`) overrides the configured endpoint.
-    pub fn from_config(config: &ApiConfig, region: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_config(
+        config: &ApiConfig,
+        region: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Self {
         let endpoint = lookup(ENV_ECS_ENDPOINT)
             .filter(|v| !v.is_empty())
             .or_else(|| config.endpoint.clone())
@@ -97,11 +101,24 @@ impl EcsClient {
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
-            (None, _) => return Err(CloudError::Setup(format!("ECS endpoint {:?} has no host", options.endpoint))),
+            (None, _) => {
+                return Err(CloudError::Setup(format!(
+                    "ECS endpoint {:?} has no host",
+                    options.endpoint
+                )));
+            }
         };
         let http = crate::http::client(options.connect_timeout, options.request_timeout)
             .map_err(|e| CloudError::Setup(format!("HTTP client: {e}")))?;
-        Ok(Self { inner: Arc::new(Inner { http, url, host, options, credentials }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                url,
+                host,
+                options,
+                credentials,
+            }),
+        })
     }
 
     pub fn region(&self) -> &str {
@@ -114,15 +131,29 @@ impl EcsClient {
 
     /// Calls `action` with `params` (RegionId is added when absent) and
     /// decodes the body as `T`, retrying transient failures.
-    pub async fn call<T: DeserializeOwned>(&self, action: &'static str, params: Params) -> Result<ApiResponse<T>, CloudError> {
-        let params = if params.get("RegionId").is_none() { params.set("RegionId", self.region()) } else { params };
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        params: Params,
+    ) -> Result<ApiResponse<T>, CloudError> {
+        let params = if params.get("RegionId").is_none() {
+            params.set("RegionId", self.region())
+        } else {
+            params
+        };
         let policy = &self.inner.options.retry;
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let error = match self.send_once::<T>(action, &params).await {
-                Ok((body, request_id)) => return Ok(ApiResponse { body, request_id, attempts: attempt }),
+                Ok((body, request_id)) => {
+                    return Ok(ApiResponse {
+                        body,
+                        request_id,
+                        attempts: attempt,
+                    });
+                }
                 Err(e) => e,
             };
             if error.class() != ErrorClass::Retry {
@@ -134,7 +165,12 @@ impl EcsClient {
                 return Err(if attempt == 1 {
                     error
                 } else {
-                    CloudError::RetriesExhausted { action, attempts: attempt, elapsed, last: Box::new(error) }
+                    CloudError::RetriesExhausted {
+                        action,
+                        attempts: attempt,
+                        elapsed,
+                        last: Box::new(error),
+                    }
                 });
             }
             warn!(action, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -144,14 +180,23 @@ impl EcsClient {
     }
 
     /// One signed attempt.
-    async fn send_once<T: DeserializeOwned>(&self, action: &'static str, params: &Params) -> Result<(T, String), CloudError> {
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        params: &Params,
+    ) -> Result<(T, String), CloudError> {
         let inner = &*self.inner;
         let credentials = inner
             .credentials
             .credentials()
             .await
             .map_err(|source| CloudError::Credentials { action, source })?;
-        let attempt = Attempt { action, host: &inner.host, nonce: request::new_nonce(), time: SystemTime::now() };
+        let attempt = Attempt {
+            action,
+            host: &inner.host,
+            nonce: request::new_nonce(),
+            time: SystemTime::now(),
+        };
         let signed = request::sign(inner.options.signature, &attempt, params, &credentials);
         let mut url = inner.url.clone();
         url.set_query(Some(&signed.query));
@@ -167,28 +212,53 @@ impl EcsClient {
         };
         let response = req.send().await.map_err(|e| transport(&e))?;
         let status = response.status().as_u16();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let retry_after = header("x-acs-retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_millis);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("x-acs-retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_millis);
         let header_request_id = header("x-acs-request-id").unwrap_or_default();
-        let body = crate::http::read_limited(response, BODY_LIMIT).await.map_err(|e| match e {
-            crate::http::BodyError::Transport(e) => transport(&e),
-            too_large => CloudError::InvalidResponse { action, request_id: header_request_id.clone(), reason: too_large.to_string() },
-        })?;
+        let body = crate::http::read_limited(response, BODY_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::http::BodyError::Transport(e) => transport(&e),
+                too_large => CloudError::InvalidResponse {
+                    action,
+                    request_id: header_request_id.clone(),
+                    reason: too_large.to_string(),
+                },
+            })?;
         if (200..300).contains(&status) {
             decode_success(action, &body, &header_request_id)
         } else {
-            Err(decode_error(action, status, &body, header_request_id, retry_after))
+            Err(decode_error(
+                action,
+                status,
+                &body,
+                header_request_id,
+                retry_after,
+            ))
         }
     }
 }
 
 /// Decodes a 2xx body as `T`, with its RequestId.
-fn decode_success<T: DeserializeOwned>(action: &'static str, body: &[u8], header_request_id: &str) -> Result<(T, String), CloudError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| CloudError::InvalidResponse {
-        action,
-        request_id: header_request_id.to_owned(),
-        reason: format!("not JSON: {e}"),
-    })?;
+fn decode_success<T: DeserializeOwned>(
+    action: &'static str,
+    body: &[u8],
+    header_request_id: &str,
+) -> Result<(T, String), CloudError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| CloudError::InvalidResponse {
+            action,
+            request_id: header_request_id.to_owned(),
+            reason: format!("not JSON: {e}"),
+        })?;
     let request_id = value
         .get("RequestId")
         .and_then(|v| v.as_str())
@@ -202,22 +272,37 @@ fn decode_success<T: DeserializeOwned>(action: &'static str, body: &[u8], header
 }
 
 /// Turns an error answer into a [`CloudError`].
-fn decode_error(action: &'static str, status: u16, body: &[u8], header_request_id: String, retry_after: Option<Duration>) -> CloudError {
+fn decode_error(
+    action: &'static str,
+    status: u16,
+    body: &[u8],
+    header_request_id: String,
+    retry_after: Option<Duration>,
+) -> CloudError {
     match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(b) if b.code.as_deref().is_some_and(|c| !c.is_empty()) => CloudError::Api(ApiError {
-            action,
-            http_status: status,
-            code: b.code.unwrap_or_default(),
-            message: b.message.unwrap_or_default(),
-            request_id: b.request_id.filter(|r| !r.is_empty()).unwrap_or(header_request_id),
-            host_id: b.host_id.unwrap_or_default(),
-            recommend: b.recommend.unwrap_or_default(),
-            retry_after,
-        }),
+        Ok(b) if b.code.as_deref().is_some_and(|c| !c.is_empty()) => {
+            CloudError::Api(Box::new(ApiError {
+                action,
+                http_status: status,
+                code: b.code.unwrap_or_default(),
+                message: b.message.unwrap_or_default(),
+                request_id: b
+                    .request_id
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or(header_request_id),
+                host_id: b.host_id.unwrap_or_default(),
+                recommend: b.recommend.unwrap_or_default(),
+                retry_after,
+            }))
+        }
         _ => CloudError::Http {
             action,
             status,
-            request_id: if header_request_id.is_empty() { "none".into() } else { header_request_id },
+            request_id: if header_request_id.is_empty() {
+                "none".into()
+            } else {
+                header_request_id
+            },
             snippet: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
         },
     }

@@ -155,7 +155,9 @@ mod tests {
     /// `400 MissingParameter %s …`), so each row is returned as the text after
     /// the status, and the caller matches codes as prefixes.
     fn error_rows(doc: &str) -> Vec<String> {
-        let start = doc.find("Error codes").expect("document has an error code section");
+        let start = doc
+            .find("Error codes")
+            .expect("document has an error code section");
         doc[start..]
             .lines()
             .map(str::trim)
@@ -180,10 +182,12 @@ mod tests {
                         // A message that starts right after the code
                         // ("...NetworkCardUser not support"): its first word
                         // is a plain capitalised word, not the rest of a code.
-                        Some(c) if c.is_ascii_uppercase() => rest
-                            .split_whitespace()
-                            .next()
-                            .is_some_and(|w| !w.contains('.') && w.chars().skip(1).all(|ch| !ch.is_ascii_uppercase())),
+                        Some(c) if c.is_ascii_uppercase() => {
+                            rest.split_whitespace().next().is_some_and(|w| {
+                                !w.contains('.')
+                                    && w.chars().skip(1).all(|ch| !ch.is_ascii_uppercase())
+                            })
+                        }
                         _ => false,
                     }
                 })
@@ -193,12 +197,23 @@ mod tests {
 
     fn check_document(name: &str, min_rows: usize) {
         let path = format!("{}/../shared/api/{name}", env!("CARGO_MANIFEST_DIR"));
-        let doc = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {path}: {e}; the API documents live in ../shared/api"));
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("cannot read {path}: {e}; the API documents live in ../shared/api")
+        });
         let rows = error_rows(&doc);
-        assert!(rows.len() >= min_rows, "{name}: expected at least {min_rows} error rows, found {}", rows.len());
-        let unclassified: Vec<&String> = rows.iter().filter(|r| classified_code(r).is_none()).collect();
-        assert!(unclassified.is_empty(), "{name}: unclassified error codes in rows: {unclassified:#?}");
+        assert!(
+            rows.len() >= min_rows,
+            "{name}: expected at least {min_rows} error rows, found {}",
+            rows.len()
+        );
+        let unclassified: Vec<&String> = rows
+            .iter()
+            .filter(|r| classified_code(r).is_none())
+            .collect();
+        assert!(
+            unclassified.is_empty(),
+            "{name}: unclassified error codes in rows: {unclassified:#?}"
+        );
     }
 
     #[test]
@@ -234,9 +249,14 @@ mod tests {
     #[test]
     fn the_matcher_rejects_a_missing_dotted_code() {
         assert_eq!(classified_code("InvalidParameter.SomethingNew%s"), None);
-        assert_eq!(classified_code("InvalidParameter%s"), Some("InvalidParameter"));
         assert_eq!(
-            classified_code("InvalidOperation.UserNotSupportNetworkCardUser not support network card.-"),
+            classified_code("InvalidParameter%s"),
+            Some("InvalidParameter")
+        );
+        assert_eq!(
+            classified_code(
+                "InvalidOperation.UserNotSupportNetworkCardUser not support network card.-"
+            ),
             Some("InvalidOperation.UserNotSupportNetworkCard")
         );
         assert_eq!(classified_code("NoSuchCode%s"), None);
@@ -245,8 +265,16 @@ mod tests {
     #[test]
     fn codes_are_unique_and_permanent_ones_have_remedies() {
         for (i, a) in CODES.iter().enumerate() {
-            assert!(CODES[i + 1..].iter().all(|b| b.code != a.code), "duplicate {}", a.code);
-            assert!(a.remedy.len() > 20, "{} needs a remedy a person can act on", a.code);
+            assert!(
+                CODES[i + 1..].iter().all(|b| b.code != a.code),
+                "duplicate {}",
+                a.code
+            );
+            assert!(
+                a.remedy.len() > 20,
+                "{} needs a remedy a person can act on",
+                a.code
+            );
         }
     }
 

@@ -70,7 +70,10 @@ mod tests {
         assert_eq!(percent_encode("/"), "%2F");
         assert_eq!(percent_encode("派"), "%E6%B4%BE");
         assert_eq!(percent_encode("a!b'c(d)e"), "a%21b%27c%28d%29e");
-        assert_eq!(percent_encode("2016-02-23T12:46:24Z"), "2016-02-23T12%3A46%3A24Z");
+        assert_eq!(
+            percent_encode("2016-02-23T12:46:24Z"),
+            "2016-02-23T12%3A46%3A24Z"
+        );
     }
 
     #[test]

@@ -41,7 +41,11 @@ impl std::fmt::Display for ApiError {
             self.action,
             self.code,
             self.http_status,
-            if self.request_id.is_empty() { "none" } else { &self.request_id },
+            if self.request_id.is_empty() {
+                "none"
+            } else {
+                &self.request_id
+            },
             self.message.trim()
         )?;
         if self.class() == ErrorClass::Permanent {
@@ -55,13 +59,28 @@ impl std::fmt::Display for ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     #[error("{action}: the ECS endpoint {endpoint} could not be reached: {reason}")]
-    Transport { action: &'static str, endpoint: String, reason: String },
-    #[error("{action}: the ECS endpoint answered HTTP {status} with a body that is not an API error (RequestId {request_id}): {snippet:?}")]
-    Http { action: &'static str, status: u16, request_id: String, snippet: String },
+    Transport {
+        action: &'static str,
+        endpoint: String,
+        reason: String,
+    },
+    #[error(
+        "{action}: the ECS endpoint answered HTTP {status} with a body that is not an API error (RequestId {request_id}): {snippet:?}"
+    )]
+    Http {
+        action: &'static str,
+        status: u16,
+        request_id: String,
+        snippet: String,
+    },
     #[error("{action}: the response (RequestId {request_id}) could not be understood: {reason}")]
-    InvalidResponse { action: &'static str, request_id: String, reason: String },
+    InvalidResponse {
+        action: &'static str,
+        request_id: String,
+        reason: String,
+    },
     #[error("{action}: no credentials: {source}")]
     Credentials {
         action: &'static str,
@@ -69,7 +88,12 @@ pub enum CloudError {
         source: CredentialsError,
     },
     #[error("{action}: gave up after {attempts} attempts in {elapsed:?}: {last}")]
-    RetriesExhausted { action: &'static str, attempts: u32, elapsed: Duration, last: Box<CloudError> },
+    RetriesExhausted {
+        action: &'static str,
+        attempts: u32,
+        elapsed: Duration,
+        last: Box<CloudError>,
+    },
     #[error("invalid ECS client settings: {0}")]
     Setup(String),
 }

@@ -53,7 +53,10 @@ impl Params {
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn pairs(&self) -> &[(String, String)] {
@@ -131,12 +134,20 @@ pub fn sign(
                 "authorization".to_owned(),
                 sign_v3::authorization(&credentials.access_key_id, &signed_headers, &signature),
             ));
-            let query = canonical_query(params.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            SignedRequest { query, headers, nonce: attempt.nonce.clone() }
+            let query =
+                canonical_query(params.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            SignedRequest {
+                query,
+                headers,
+                nonce: attempt.nonce.clone(),
+            }
         }
         SignatureVersion::V2 => {
-            let mut all: Vec<(&str, &str)> =
-                params.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut all: Vec<(&str, &str)> = params
+                .pairs()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             all.extend([
                 ("Action", attempt.action),
                 ("Version", API_VERSION),
@@ -156,7 +167,11 @@ pub fn sign(
             );
             all.push(("Signature", signature.as_str()));
             let query = canonical_query(all.iter().copied());
-            SignedRequest { query, headers: Vec::new(), nonce: attempt.nonce.clone() }
+            SignedRequest {
+                query,
+                headers: Vec::new(),
+                nonce: attempt.nonce.clone(),
+            }
         }
     }
 }
@@ -187,30 +202,90 @@ mod tests {
     #[test]
     fn v3_request_reproduces_the_official_example() {
         let params = Params::new()
-            .set("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd")
+            .set(
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            )
             .set("RegionId", "cn-shanghai");
         let signed = sign(SignatureVersion::V3, &attempt(), &params, &creds(None));
-        let auth = signed.headers.iter().find(|(k, _)| k == "authorization").expect("auth header");
-        assert!(auth.1.ends_with("Signature=06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"), "{}", auth.1);
-        assert_eq!(signed.query, "ImageId=win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd&RegionId=cn-shanghai");
+        let auth = signed
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .expect("auth header");
+        assert!(
+            auth.1.ends_with(
+                "Signature=06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+            ),
+            "{}",
+            auth.1
+        );
+        assert_eq!(
+            signed.query,
+            "ImageId=win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd&RegionId=cn-shanghai"
+        );
     }
 
     #[test]
     fn v3_sends_and_signs_the_security_token() {
-        let signed = sign(SignatureVersion::V3, &attempt(), &Params::new(), &creds(Some("sts-token")));
-        let auth = &signed.headers.iter().find(|(k, _)| k == "authorization").expect("auth").1;
+        let signed = sign(
+            SignatureVersion::V3,
+            &attempt(),
+            &Params::new(),
+            &creds(Some("sts-token")),
+        );
+        let auth = &signed
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .expect("auth")
+            .1;
         assert!(auth.contains("x-acs-security-token"), "{auth}");
-        assert!(signed.headers.iter().any(|(k, v)| k == "x-acs-security-token" && v == "sts-token"));
-        let without = sign(SignatureVersion::V3, &attempt(), &Params::new(), &creds(None));
-        assert_ne!(auth, &without.headers.iter().find(|(k, _)| k == "authorization").expect("auth").1);
+        assert!(
+            signed
+                .headers
+                .iter()
+                .any(|(k, v)| k == "x-acs-security-token" && v == "sts-token")
+        );
+        let without = sign(
+            SignatureVersion::V3,
+            &attempt(),
+            &Params::new(),
+            &creds(None),
+        );
+        assert_ne!(
+            auth,
+            &without
+                .headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .expect("auth")
+                .1
+        );
     }
 
     #[test]
     fn v2_signs_security_token_and_common_parameters() {
-        let signed = sign(SignatureVersion::V2, &attempt(), &Params::new().set("RegionId", "r"), &creds(Some("tok")));
-        for part in ["Action=RunInstances", "Version=2014-05-26", "SecurityToken=tok", "SignatureMethod=HMAC-SHA1",
-                     "SignatureNonce=3156853299f313e23d1673dc12e1703d", "Timestamp=2023-10-26T10%3A22%3A32Z", "Signature="] {
-            assert!(signed.query.contains(part), "{part} missing from {}", signed.query);
+        let signed = sign(
+            SignatureVersion::V2,
+            &attempt(),
+            &Params::new().set("RegionId", "r"),
+            &creds(Some("tok")),
+        );
+        for part in [
+            "Action=RunInstances",
+            "Version=2014-05-26",
+            "SecurityToken=tok",
+            "SignatureMethod=HMAC-SHA1",
+            "SignatureNonce=3156853299f313e23d1673dc12e1703d",
+            "Timestamp=2023-10-26T10%3A22%3A32Z",
+            "Signature=",
+        ] {
+            assert!(
+                signed.query.contains(part),
+                "{part} missing from {}",
+                signed.query
+            );
         }
         // The signature is over everything but itself: recompute it.
         let pairs: Vec<(String, String)> = signed
@@ -219,8 +294,13 @@ mod tests {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), percent_decode(v)))
             .collect();
-        let sig = pairs.iter().find(|(k, _)| k == "Signature").map(|(_, v)| v.clone()).expect("signature");
-        let sts = sign_v2::string_to_sign("POST", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let sig = pairs
+            .iter()
+            .find(|(k, _)| k == "Signature")
+            .map(|(_, v)| v.clone())
+            .expect("signature");
+        let sts =
+            sign_v2::string_to_sign("POST", pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(sign_v2::signature(&sts, "YourAccessKeySecret"), sig);
     }
 
@@ -249,7 +329,15 @@ mod tests {
 
     #[test]
     fn params_flatten_lists_one_based() {
-        let p = Params::new().set_list("NetworkInterfaceId", &["eni-a", "eni-b"]).set_opt::<u32>("X", None);
-        assert_eq!(p.pairs(), &[("NetworkInterfaceId.1".into(), "eni-a".into()), ("NetworkInterfaceId.2".into(), "eni-b".into())]);
+        let p = Params::new()
+            .set_list("NetworkInterfaceId", &["eni-a", "eni-b"])
+            .set_opt::<u32>("X", None);
+        assert_eq!(
+            p.pairs(),
+            &[
+                ("NetworkInterfaceId.1".into(), "eni-a".into()),
+                ("NetworkInterfaceId.2".into(), "eni-b".into())
+            ]
+        );
     }
 }

@@ -18,7 +18,11 @@ where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
     let query = canonical_query(params.into_iter().filter(|(k, _)| *k != "Signature"));
-    format!("{method}&{}&{}", percent_encode("/"), percent_encode(&query))
+    format!(
+        "{method}&{}&{}",
+        percent_encode("/"),
+        percent_encode(&query)
+    )
 }
 
 /// Base64 of HMAC-SHA1 over `string_to_sign` keyed with `secret&`.
@@ -134,7 +138,10 @@ mod tests {
     /// darabonba-openapi-util vectors (§2.2.3).
     #[test]
     fn darabonba_util_vectors() {
-        assert_eq!(sign("", &[("test", "ok")], "accessKeySecret").1, "jHx/oHoHNrbVfhncHEvPdHXZwHU=");
+        assert_eq!(
+            sign("", &[("test", "ok")], "accessKeySecret").1,
+            "jHx/oHoHNrbVfhncHEvPdHXZwHU="
+        );
         assert_eq!(
             sign("GET", &[("query", "test"), ("body", "test")], "secret").1,
             "XlUyV4sXjOuX5FnjUz9IF9tm5rU="

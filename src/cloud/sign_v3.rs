@@ -63,7 +63,10 @@ pub fn canonical_request(input: &CanonicalInput<'_>) -> (String, String) {
 
 /// `ACS3-HMAC-SHA256\n<hex sha256 of the canonical request>`.
 pub fn string_to_sign(canonical_request: &str) -> String {
-    format!("{ALGORITHM}\n{}", hashed_payload(canonical_request.as_bytes()))
+    format!(
+        "{ALGORITHM}\n{}",
+        hashed_payload(canonical_request.as_bytes())
+    )
 }
 
 /// Lower-case hex HMAC-SHA256 of `string_to_sign`.
@@ -74,7 +77,9 @@ pub fn signature(string_to_sign: &str, access_key_secret: &str) -> String {
 
 /// The `Authorization` header value.
 pub fn authorization(access_key_id: &str, signed_headers: &str, signature: &str) -> String {
-    format!("{ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}")
+    format!(
+        "{ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}"
+    )
 }
 
 #[cfg(test)]
@@ -82,16 +87,25 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     /// The official fixed-value example of the V3 documentation (§2.3.1).
     #[test]
     fn official_run_instances_example() {
         let empty = hashed_payload(b"");
-        assert_eq!(empty, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            empty,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         let query = pairs(&[
-            ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
             ("RegionId", "cn-shanghai"),
         ]);
         let headers = pairs(&[
@@ -127,7 +141,10 @@ mod tests {
             "ACS3-HMAC-SHA256\n7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
         );
         let sig = signature(&sts, "YourAccessKeySecret");
-        assert_eq!(sig, "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0");
+        assert_eq!(
+            sig,
+            "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+        );
         assert_eq!(
             authorization("YourAccessKeyId", &signed, &sig),
             "ACS3-HMAC-SHA256 Credential=YourAccessKeyId,SignedHeaders=host;x-acs-action;\
@@ -150,7 +167,10 @@ mod tests {
             headers: &headers,
             hashed_payload: payload,
         });
-        assert_eq!(creq, format!("GET\n/\nempty=&test=ok\nx-acs-test:http,https\n\nx-acs-test\n{payload}"));
+        assert_eq!(
+            creq,
+            format!("GET\n/\nempty=&test=ok\nx-acs-test:http,https\n\nx-acs-test\n{payload}")
+        );
         let sig = signature(&string_to_sign(&creq), "secret");
         assert_eq!(
             authorization("acesskey", &signed, &sig),

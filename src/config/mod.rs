@@ -222,7 +222,8 @@ impl Config {
 
 /// An endpoint must be an absolute http(s) URL without a path beyond `/`.
 pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
     }
@@ -289,15 +290,25 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = Config::from_toml("[api]\nsignature = \"v4\"\n", "t").expect_err("bad").to_string();
+        let err = Config::from_toml("[api]\nsignature = \"v4\"\n", "t")
+            .expect_err("bad")
+            .to_string();
         assert!(err.contains("v4") && err.contains("line 2"), "{err}");
-        let err = Config::from_toml("[api.retry]\nbase_delay = \"soon\"\n", "t").expect_err("bad").to_string();
+        let err = Config::from_toml("[api.retry]\nbase_delay = \"soon\"\n", "t")
+            .expect_err("bad")
+            .to_string();
         assert!(err.contains("soon"), "{err}");
-        let err = Config::from_toml("[metadata]\ntoken_ttl = \"7h\"\n", "t").expect_err("bad").to_string();
+        let err = Config::from_toml("[metadata]\ntoken_ttl = \"7h\"\n", "t")
+            .expect_err("bad")
+            .to_string();
         assert!(err.contains("metadata.token_ttl"), "{err}");
-        let err = Config::from_toml("[api]\nendpoint = \"ecs.example\"\n", "t").expect_err("bad").to_string();
+        let err = Config::from_toml("[api]\nendpoint = \"ecs.example\"\n", "t")
+            .expect_err("bad")
+            .to_string();
         assert!(err.contains("api.endpoint"), "{err}");
-        let err = Config::from_toml("[api.retry]\nmax_attempts = 0\n", "t").expect_err("bad").to_string();
+        let err = Config::from_toml("[api.retry]\nmax_attempts = 0\n", "t")
+            .expect_err("bad")
+            .to_string();
         assert!(err.contains("max_attempts"), "{err}");
     }
 }

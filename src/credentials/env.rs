@@ -8,7 +8,9 @@ pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
 pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
 
 /// `None` when neither key variable is set; an error when only one is.
-pub fn from_env(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Credentials>, CredentialsError> {
+pub fn from_env(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Credentials>, CredentialsError> {
     let get = |name| lookup(name).filter(|v: &String| !v.is_empty());
     match (get(ENV_ACCESS_KEY_ID), get(ENV_ACCESS_KEY_SECRET)) {
         (None, None) => Ok(None),
@@ -35,7 +37,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -58,6 +63,9 @@ mod tests {
         assert!(from_env(&env(&[])).expect("ok").is_none());
         let err = from_env(&env(&[(ENV_ACCESS_KEY_SECRET, "sec-value")])).expect_err("half set");
         let msg = err.to_string();
-        assert!(msg.contains(ENV_ACCESS_KEY_ID) && !msg.contains("sec-value"), "{msg}");
+        assert!(
+            msg.contains(ENV_ACCESS_KEY_ID) && !msg.contains("sec-value"),
+            "{msg}"
+        );
     }
 }

@@ -19,7 +19,10 @@ use crate::secret::Secret;
 /// Reads `profile` from the file at `path`.
 pub fn load(path: &Path, profile: &str) -> Result<Credentials, CredentialsError> {
     let shown = path.display().to_string();
-    let file_error = |reason: String| CredentialsError::File { path: shown.clone(), reason };
+    let file_error = |reason: String| CredentialsError::File {
+        path: shown.clone(),
+        reason,
+    };
     let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -59,7 +62,11 @@ fn parse(text: &str, profile: &str) -> Result<Credentials, String> {
     if !found {
         return Err(format!("it has no [{profile}] section"));
     }
-    let get = |k: &str| keys.get(k).map(|(v, _)| v.clone()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        keys.get(k)
+            .map(|(v, _)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
     let kind = get("type").unwrap_or_else(|| "access_key".into());
     let need = |k: &str| get(k).ok_or_else(|| format!("[{profile}] has no {k}"));
     match kind.as_str() {
@@ -108,15 +115,35 @@ mod tests {
 
     #[test]
     fn sts_profile_needs_a_token() {
-        let f = write_file("[p]\ntype = sts\naccess_key_id = a\naccess_key_secret = b\nsecurity_token = t\n", 0o400);
-        assert_eq!(load(f.path(), "p").expect("valid").security_token.map(|s| s.expose().to_owned()), Some("t".into()));
-        let f = write_file("[p]\ntype = sts\naccess_key_id = a\naccess_key_secret = b\n", 0o600);
-        assert!(load(f.path(), "p").expect_err("no token").to_string().contains("security_token"));
+        let f = write_file(
+            "[p]\ntype = sts\naccess_key_id = a\naccess_key_secret = b\nsecurity_token = t\n",
+            0o400,
+        );
+        assert_eq!(
+            load(f.path(), "p")
+                .expect("valid")
+                .security_token
+                .map(|s| s.expose().to_owned()),
+            Some("t".into())
+        );
+        let f = write_file(
+            "[p]\ntype = sts\naccess_key_id = a\naccess_key_secret = b\n",
+            0o600,
+        );
+        assert!(
+            load(f.path(), "p")
+                .expect_err("no token")
+                .to_string()
+                .contains("security_token")
+        );
     }
 
     #[test]
     fn group_or_world_readable_file_is_refused() {
-        let f = write_file("[default]\naccess_key_id = a\naccess_key_secret = topsecret\n", 0o640);
+        let f = write_file(
+            "[default]\naccess_key_id = a\naccess_key_secret = topsecret\n",
+            0o640,
+        );
         let msg = load(f.path(), "default").expect_err("too open").to_string();
         assert!(msg.contains("chmod 600") && msg.contains("640"), "{msg}");
         assert!(!msg.contains("topsecret"));
@@ -126,12 +153,25 @@ mod tests {
     fn errors_name_the_problem_without_the_secret() {
         let f = write_file("[default]\naccess_key_secret = topsecret\n", 0o600);
         let msg = load(f.path(), "default").expect_err("no id").to_string();
-        assert!(msg.contains("access_key_id") && !msg.contains("topsecret"), "{msg}");
+        assert!(
+            msg.contains("access_key_id") && !msg.contains("topsecret"),
+            "{msg}"
+        );
         let msg = load(f.path(), "prod").expect_err("no section").to_string();
         assert!(msg.contains("[prod]"), "{msg}");
         let f = write_file("[default]\ntype = ram_role_arn\n", 0o600);
-        assert!(load(f.path(), "default").expect_err("type").to_string().contains("ram_role_arn"));
+        assert!(
+            load(f.path(), "default")
+                .expect_err("type")
+                .to_string()
+                .contains("ram_role_arn")
+        );
         let f = write_file("[default\n", 0o600);
-        assert!(load(f.path(), "default").expect_err("syntax").to_string().contains("line 1"));
+        assert!(
+            load(f.path(), "default")
+                .expect_err("syntax")
+                .to_string()
+                .contains("line 1")
+        );
     }
 }

@@ -33,8 +33,13 @@ pub struct Credentials {
 /// Why no usable credentials could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("{present} is set but {missing} is not: set both, or neither to use another credential source")]
-    IncompleteEnvironment { present: &'static str, missing: &'static str },
+    #[error(
+        "{present} is set but {missing} is not: set both, or neither to use another credential source"
+    )]
+    IncompleteEnvironment {
+        present: &'static str,
+        missing: &'static str,
+    },
     #[error("cannot read the credentials file {path}: {reason}")]
     File { path: String, reason: String },
     #[error(
@@ -42,9 +47,13 @@ pub enum CredentialsError {
          run `chmod 600 {path}` so only its owner can read the secret"
     )]
     FilePermissions { path: String, mode: u32 },
-    #[error("no RAM role is attached to this instance (the metadata service lists none); attach one, set credentials.ram_role, or provide an AccessKey")]
+    #[error(
+        "no RAM role is attached to this instance (the metadata service lists none); attach one, set credentials.ram_role, or provide an AccessKey"
+    )]
     NoRamRole,
-    #[error("the metadata service returned Code={code:?} for RAM role {role:?} instead of Success; check that the role exists and is attached to the instance")]
+    #[error(
+        "the metadata service returned Code={code:?} for RAM role {role:?} instead of Success; check that the role exists and is attached to the instance"
+    )]
     RamRoleCode { role: String, code: String },
     #[error("the metadata service returned unusable credentials for RAM role {role:?}: {reason}")]
     RamRoleMalformed { role: String, reason: String },
@@ -64,7 +73,10 @@ impl CredentialsError {
 #[derive(Debug, Clone)]
 pub enum CredentialProvider {
     /// Fixed credentials (environment or file); `origin` says which.
-    Static { credentials: Credentials, origin: String },
+    Static {
+        credentials: Credentials,
+        origin: String,
+    },
     /// The instance RAM role, refreshed from the metadata service.
     RamRole(Arc<RamRoleProvider>),
 }
@@ -128,9 +140,18 @@ mod tests {
         };
         let dbg = format!("{c:?}");
         assert!(dbg.contains("LTAIexample"));
-        assert!(!dbg.contains("the-secret-value") && !dbg.contains("the-sts-token"), "{dbg}");
-        let provider = CredentialProvider::Static { credentials: c, origin: "test".into() };
+        assert!(
+            !dbg.contains("the-secret-value") && !dbg.contains("the-sts-token"),
+            "{dbg}"
+        );
+        let provider = CredentialProvider::Static {
+            credentials: c,
+            origin: "test".into(),
+        };
         let dbg = format!("{provider:?}");
-        assert!(!dbg.contains("the-secret-value") && !dbg.contains("the-sts-token"), "{dbg}");
+        assert!(
+            !dbg.contains("the-secret-value") && !dbg.contains("the-sts-token"),
+            "{dbg}"
+        );
     }
 }

@@ -39,14 +39,24 @@ pub struct RamRoleProvider {
 
 impl RamRoleProvider {
     pub fn new(metadata: Arc<MetadataClient>, configured_role: Option<String>) -> Self {
-        Self { metadata, configured_role, cache: Mutex::new((None, None)) }
+        Self {
+            metadata,
+            configured_role,
+            cache: Mutex::new((None, None)),
+        }
     }
 
     /// For logs.
     pub fn origin(&self) -> String {
         match &self.configured_role {
-            Some(role) => format!("instance RAM role {role} (metadata service {})", self.metadata.endpoint()),
-            None => format!("instance RAM role (discovered from metadata service {})", self.metadata.endpoint()),
+            Some(role) => format!(
+                "instance RAM role {role} (metadata service {})",
+                self.metadata.endpoint()
+            ),
+            None => format!(
+                "instance RAM role (discovered from metadata service {})",
+                self.metadata.endpoint()
+            ),
         }
     }
 
@@ -99,40 +109,74 @@ impl RamRoleProvider {
 
     async fn fetch(&self, role: &str) -> Result<Credentials, CredentialsError> {
         let path = format!("{ROLES_PATH}{role}");
-        let body = self.metadata.get(&path).await?.ok_or_else(|| CredentialsError::RamRoleCode {
-            role: role.to_owned(),
-            code: "NotFound (HTTP 404)".into(),
-        })?;
+        let body =
+            self.metadata
+                .get(&path)
+                .await?
+                .ok_or_else(|| CredentialsError::RamRoleCode {
+                    role: role.to_owned(),
+                    code: "NotFound (HTTP 404)".into(),
+                })?;
         parse_document(role, &body)
     }
 }
 
 fn needs_refresh(c: &Credentials, now: SystemTime) -> bool {
     match c.expiration {
-        Some(exp) => exp.duration_since(now).map_or(true, |left| left <= REFRESH_MARGIN),
+        Some(exp) => exp
+            .duration_since(now)
+            .map_or(true, |left| left <= REFRESH_MARGIN),
         None => false,
     }
 }
 
 /// Parses the role document. Errors never quote the body: it holds secrets.
 fn parse_document(role: &str, body: &str) -> Result<Credentials, CredentialsError> {
-    let malformed = |reason: String| CredentialsError::RamRoleMalformed { role: role.to_owned(), reason };
+    let malformed = |reason: String| CredentialsError::RamRoleMalformed {
+        role: role.to_owned(),
+        reason,
+    };
     let doc: RoleDocument = serde_json::from_str(body).map_err(|e| {
-        malformed(format!("not the expected JSON document ({:?} error at line {} column {})", e.classify(), e.line(), e.column()))
+        malformed(format!(
+            "not the expected JSON document ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
     })?;
     let code = doc.code.unwrap_or_default();
     if code != "Success" {
-        return Err(CredentialsError::RamRoleCode { role: role.to_owned(), code });
+        return Err(CredentialsError::RamRoleCode {
+            role: role.to_owned(),
+            code,
+        });
     }
-    let access_key_id = doc.access_key_id.filter(|s| !s.is_empty()).ok_or_else(|| malformed("AccessKeyId is missing".into()))?;
-    let access_key_secret =
-        doc.access_key_secret.filter(|s| !s.is_empty()).ok_or_else(|| malformed("AccessKeySecret is missing".into()))?;
-    let security_token =
-        doc.security_token.filter(|s| !s.is_empty()).ok_or_else(|| malformed("SecurityToken is missing".into()))?;
-    let expiration = doc.expiration.ok_or_else(|| malformed("Expiration is missing".into()))?;
-    let expiration = humantime::parse_rfc3339(expiration.trim())
-        .map_err(|_| malformed(format!("Expiration {expiration:?} is not a UTC timestamp like 2024-11-08T09:44:50Z")))?;
-    Ok(Credentials { access_key_id, access_key_secret, security_token: Some(security_token), expiration: Some(expiration) })
+    let access_key_id = doc
+        .access_key_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed("AccessKeyId is missing".into()))?;
+    let access_key_secret = doc
+        .access_key_secret
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed("AccessKeySecret is missing".into()))?;
+    let security_token = doc
+        .security_token
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed("SecurityToken is missing".into()))?;
+    let expiration = doc
+        .expiration
+        .ok_or_else(|| malformed("Expiration is missing".into()))?;
+    let expiration = humantime::parse_rfc3339(expiration.trim()).map_err(|_| {
+        malformed(format!(
+            "Expiration {expiration:?} is not a UTC timestamp like 2024-11-08T09:44:50Z"
+        ))
+    })?;
+    Ok(Credentials {
+        access_key_id,
+        access_key_secret,
+        security_token: Some(security_token),
+        expiration: Some(expiration),
+    })
 }
 
 #[cfg(test)]
@@ -150,13 +194,21 @@ mod tests {
     fn parses_the_documented_shape() {
         let c = parse_document("r", &doc("Success", "2024-11-08T09:44:50Z")).expect("valid");
         assert_eq!(c.access_key_id, "STS.id");
-        assert_eq!(c.security_token.as_ref().map(Secret::expose), Some("tok-en"));
-        assert_eq!(c.expiration, Some(humantime::parse_rfc3339("2024-11-08T09:44:50Z").expect("ts")));
+        assert_eq!(
+            c.security_token.as_ref().map(Secret::expose),
+            Some("tok-en")
+        );
+        assert_eq!(
+            c.expiration,
+            Some(humantime::parse_rfc3339("2024-11-08T09:44:50Z").expect("ts"))
+        );
     }
 
     #[test]
     fn a_code_other_than_success_is_an_error_that_says_so() {
-        let msg = parse_document("r", &doc("Failed", "2024-11-08T09:44:50Z")).expect_err("code").to_string();
+        let msg = parse_document("r", &doc("Failed", "2024-11-08T09:44:50Z"))
+            .expect_err("code")
+            .to_string();
         assert!(msg.contains("Failed") && msg.contains("Success"), "{msg}");
     }
 
@@ -168,8 +220,13 @@ mod tests {
             r#"{"AccessKeyId":"id","AccessKeySecret":"sek-ret","Code":"Success"}"#.to_owned(),
             "sek-ret not json".to_owned(),
         ] {
-            let msg = parse_document("r", &body).expect_err("malformed").to_string();
-            assert!(!msg.contains("sek-ret") && !msg.contains("12345678") && !msg.contains("tok-en"), "{msg}");
+            let msg = parse_document("r", &body)
+                .expect_err("malformed")
+                .to_string();
+            assert!(
+                !msg.contains("sek-ret") && !msg.contains("12345678") && !msg.contains("tok-en"),
+                "{msg}"
+            );
         }
     }
 

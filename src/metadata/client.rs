@@ -6,9 +6,9 @@ use reqwest::StatusCode;
 use tokio::sync::Mutex;
 use tracing::debug;
 
+use super::MetadataError;
 use super::parse::{self, ParseError};
 use super::types::{InstanceIdentity, InterfaceFacts};
-use super::MetadataError;
 use crate::backoff::RetryPolicy;
 use crate::config::{ENV_METADATA_ENDPOINT, MetadataConfig};
 use crate::mac::MacAddr;
@@ -61,9 +61,15 @@ impl MetadataOptions {
 enum Token {
     /// Not asked yet, or dropped after a 401.
     Unknown,
-    Valid { token: Secret, renew_at: Instant },
+    Valid {
+        token: Secret,
+        renew_at: Instant,
+    },
     /// The service declined to issue one; read tokenless until `retry_at`.
-    Declined { reason: String, retry_at: Instant },
+    Declined {
+        reason: String,
+        retry_at: Instant,
+    },
 }
 
 /// A client of the instance metadata service. Cheap to share behind an `Arc`.
@@ -85,11 +91,17 @@ enum Attempt {
 impl MetadataClient {
     /// Builds a client; fails on an endpoint that is not an http(s) URL.
     pub fn new(options: MetadataOptions) -> Result<Self, MetadataError> {
-        let base = crate::config::check_url(&options.endpoint)
-            .map_err(|e| MetadataError::Client(format!("metadata endpoint {:?}: {e}", options.endpoint)))?;
+        let base = crate::config::check_url(&options.endpoint).map_err(|e| {
+            MetadataError::Client(format!("metadata endpoint {:?}: {e}", options.endpoint))
+        })?;
         let http = crate::http::client(options.timeout, options.timeout)
             .map_err(|e| MetadataError::Client(e.to_string()))?;
-        Ok(Self { http, base, options, token: Mutex::new(Token::Unknown) })
+        Ok(Self {
+            http,
+            base,
+            options,
+            token: Mutex::new(Token::Unknown),
+        })
     }
 
     /// The endpoint in use.
@@ -116,13 +128,21 @@ impl MetadataClient {
                     attempt -= 1;
                     continue;
                 }
-                Attempt::Unauthorized => return Err(MetadataError::Unauthorized { path: path.to_owned() }),
+                Attempt::Unauthorized => {
+                    return Err(MetadataError::Unauthorized {
+                        path: path.to_owned(),
+                    });
+                }
                 Attempt::Retry(e) => e,
             };
             let delay = policy.delay(attempt);
             if attempt >= policy.max_attempts || started.elapsed() + delay > policy.deadline {
                 return Err(match error {
-                    MetadataError::Busy { path, status, .. } => MetadataError::Busy { path, status, attempts: attempt },
+                    MetadataError::Busy { path, status, .. } => MetadataError::Busy {
+                        path,
+                        status,
+                        attempts: attempt,
+                    },
                     other => other,
                 });
             }
@@ -133,12 +153,19 @@ impl MetadataClient {
 
     /// Like [`get`](Self::get), but a 404 is an error.
     pub async fn get_required(&self, path: &str) -> Result<String, MetadataError> {
-        self.get(path).await?.ok_or_else(|| MetadataError::NotFound { path: path.to_owned() })
+        self.get(path)
+            .await?
+            .ok_or_else(|| MetadataError::NotFound {
+                path: path.to_owned(),
+            })
     }
 
     async fn attempt(&self, path: &str) -> Result<Attempt, MetadataError> {
         let token = self.token().await?;
-        let url = self.url(&format!("/latest/meta-data/{}", path.trim_start_matches('/')));
+        let url = self.url(&format!(
+            "/latest/meta-data/{}",
+            path.trim_start_matches('/')
+        ));
         let mut request = self.http.get(url);
         if let Some(token) = &token {
             request = request.header(TOKEN_HEADER, token.expose());
@@ -152,9 +179,14 @@ impl MetadataClient {
             StatusCode::OK => {
                 let body = crate::http::read_limited(response, BODY_LIMIT)
                     .await
-                    .map_err(|e| MetadataError::Unreachable { endpoint: self.options.endpoint.clone(), reason: e.to_string() });
+                    .map_err(|e| MetadataError::Unreachable {
+                        endpoint: self.options.endpoint.clone(),
+                        reason: e.to_string(),
+                    });
                 match body {
-                    Ok(bytes) => Ok(Attempt::Done(Some(String::from_utf8_lossy(&bytes).into_owned()))),
+                    Ok(bytes) => Ok(Attempt::Done(Some(
+                        String::from_utf8_lossy(&bytes).into_owned(),
+                    ))),
                     Err(e) => Ok(Attempt::Retry(e)),
                 }
             }
@@ -168,9 +200,16 @@ impl MetadataClient {
                 Err(MetadataError::HardenedOnly { reason })
             }
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                Ok(Attempt::Retry(MetadataError::Busy { path: path.to_owned(), status: s.as_u16(), attempts: 1 }))
+                Ok(Attempt::Retry(MetadataError::Busy {
+                    path: path.to_owned(),
+                    status: s.as_u16(),
+                    attempts: 1,
+                }))
             }
-            s => Err(MetadataError::Status { path: path.to_owned(), status: s.as_u16() }),
+            s => Err(MetadataError::Status {
+                path: path.to_owned(),
+                status: s.as_u16(),
+            }),
         }
     }
 
@@ -186,13 +225,21 @@ impl MetadataClient {
         }
         match self.fetch_token().await {
             Ok(token) => {
-                *state = Token::Valid { token: token.clone(), renew_at: now + self.options.token_ttl / 2 };
+                *state = Token::Valid {
+                    token: token.clone(),
+                    renew_at: now + self.options.token_ttl / 2,
+                };
                 Ok(Some(token))
             }
-            Err(reason) if self.options.require_token => Err(MetadataError::TokenRequired { reason }),
+            Err(reason) if self.options.require_token => {
+                Err(MetadataError::TokenRequired { reason })
+            }
             Err(reason) => {
                 debug!(%reason, "no metadata token; reading tokenless");
-                *state = Token::Declined { reason, retry_at: now + TOKEN_RETRY_AFTER };
+                *state = Token::Declined {
+                    reason,
+                    retry_at: now + TOKEN_RETRY_AFTER,
+                };
                 Ok(None)
             }
         }
@@ -212,7 +259,9 @@ impl MetadataClient {
         if !status.is_success() {
             return Err(format!("token request answered HTTP {}", status.as_u16()));
         }
-        let body = crate::http::read_limited(response, 4096).await.map_err(|e| e.to_string())?;
+        let body = crate::http::read_limited(response, 4096)
+            .await
+            .map_err(|e| e.to_string())?;
         let token = String::from_utf8(body).map_err(|_| "the token is not UTF-8".to_owned())?;
         let token = token.trim();
         if token.is_empty() {
@@ -228,21 +277,35 @@ impl MetadataClient {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> MetadataError {
-        MetadataError::Unreachable { endpoint: self.options.endpoint.clone(), reason: crate::http::error_chain(e) }
+        MetadataError::Unreachable {
+            endpoint: self.options.endpoint.clone(),
+            reason: crate::http::error_chain(e),
+        }
     }
 
     /// A required key, parsed.
-    async fn required<T>(&self, path: &str, parse: impl Fn(&str) -> Result<T, ParseError>) -> Result<T, MetadataError> {
+    async fn required<T>(
+        &self,
+        path: &str,
+        parse: impl Fn(&str) -> Result<T, ParseError>,
+    ) -> Result<T, MetadataError> {
         let text = self.get_required(path).await?;
-        parse(&text).map_err(|source| MetadataError::Malformed { path: path.to_owned(), source })
+        parse(&text).map_err(|source| MetadataError::Malformed {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// An optional key, parsed; 404 is `None`.
-    async fn optional<T>(&self, path: String, parse: impl Fn(&str) -> Result<T, ParseError>) -> Result<Option<T>, MetadataError> {
+    async fn optional<T>(
+        &self,
+        path: String,
+        parse: impl Fn(&str) -> Result<T, ParseError>,
+    ) -> Result<Option<T>, MetadataError> {
         match self.get(&path).await? {
-            Some(text) if !text.trim().is_empty() => {
-                parse(&text).map(Some).map_err(|source| MetadataError::Malformed { path, source })
-            }
+            Some(text) if !text.trim().is_empty() => parse(&text)
+                .map(Some)
+                .map_err(|source| MetadataError::Malformed { path, source }),
             _ => Ok(None),
         }
     }
@@ -252,7 +315,10 @@ impl MetadataClient {
         self.required(path, |t| {
             let t = t.trim();
             if t.is_empty() || t.contains(char::is_whitespace) {
-                Err(ParseError { what: "expected one non-empty word".into(), value: t.chars().take(80).collect() })
+                Err(ParseError {
+                    what: "expected one non-empty word".into(),
+                    value: t.chars().take(80).collect(),
+                })
             } else {
                 Ok(t.to_owned())
             }
@@ -262,15 +328,27 @@ impl MetadataClient {
 
     /// `instance-id`, `region-id`, `zone-id`.
     pub async fn identity(&self) -> Result<InstanceIdentity, MetadataError> {
-        let (instance_id, region_id, zone_id) =
-            tokio::try_join!(self.text("instance-id"), self.text("region-id"), self.text("zone-id"))?;
-        Ok(InstanceIdentity { instance_id, region_id, zone_id })
+        let (instance_id, region_id, zone_id) = tokio::try_join!(
+            self.text("instance-id"),
+            self.text("region-id"),
+            self.text("zone-id")
+        )?;
+        Ok(InstanceIdentity {
+            instance_id,
+            region_id,
+            zone_id,
+        })
     }
 
     /// The primary NIC's MAC (`mac`).
     pub async fn primary_mac(&self) -> Result<MacAddr, MetadataError> {
-        self.required("mac", |t| t.trim().parse::<MacAddr>().map_err(|e| ParseError { what: e.to_string(), value: String::new() }))
-            .await
+        self.required("mac", |t| {
+            t.trim().parse::<MacAddr>().map_err(|e| ParseError {
+                what: e.to_string(),
+                value: String::new(),
+            })
+        })
+        .await
     }
 
     /// The instance's VPC (`vpc-id`).
@@ -281,14 +359,21 @@ impl MetadataClient {
     /// The MACs listed under `network/interfaces/macs/`.
     pub async fn macs(&self) -> Result<Vec<MacAddr>, MetadataError> {
         let path = "network/interfaces/macs/";
-        let Some(text) = self.get(path).await? else { return Ok(Vec::new()) };
+        let Some(text) = self.get(path).await? else {
+            return Ok(Vec::new());
+        };
         parse::listing(&text)
             .iter()
             .map(|entry| {
-                entry.parse::<MacAddr>().map_err(|e| MetadataError::Malformed {
-                    path: path.to_owned(),
-                    source: ParseError { what: e.to_string(), value: String::new() },
-                })
+                entry
+                    .parse::<MacAddr>()
+                    .map_err(|e| MetadataError::Malformed {
+                        path: path.to_owned(),
+                        source: ParseError {
+                            what: e.to_string(),
+                            value: String::new(),
+                        },
+                    })
             })
             .collect()
     }

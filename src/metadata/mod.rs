@@ -23,7 +23,11 @@ pub enum MetadataError {
     #[error("the metadata service at {endpoint} is unreachable: {reason}")]
     Unreachable { endpoint: String, reason: String },
     #[error("metadata {path} answered HTTP {status} (retryable) after {attempts} attempts")]
-    Busy { path: String, status: u16, attempts: u32 },
+    Busy {
+        path: String,
+        status: u16,
+        attempts: u32,
+    },
     #[error("metadata {path} does not exist (HTTP 404)")]
     NotFound { path: String },
     #[error(
@@ -32,7 +36,9 @@ pub enum MetadataError {
     HardenedOnly { reason: String },
     #[error("metadata.require_token is set but the metadata service gave no token: {reason}")]
     TokenRequired { reason: String },
-    #[error("metadata {path} rejected the token twice (HTTP 401); check the clock and the service's hardened-mode settings")]
+    #[error(
+        "metadata {path} rejected the token twice (HTTP 401); check the clock and the service's hardened-mode settings"
+    )]
     Unauthorized { path: String },
     #[error("metadata {path} answered HTTP {status}, which the agent cannot handle")]
     Status { path: String, status: u16 },

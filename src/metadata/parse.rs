@@ -18,7 +18,10 @@ pub struct ParseError {
 }
 
 fn err(what: impl Into<String>, value: &str) -> ParseError {
-    ParseError { what: what.into(), value: value.chars().take(80).collect() }
+    ParseError {
+        what: what.into(),
+        value: value.chars().take(80).collect(),
+    }
 }
 
 /// Entries of a directory listing, without the trailing `/`.
@@ -32,22 +35,30 @@ pub fn listing(text: &str) -> Vec<String> {
 
 /// A single IPv4 address.
 pub fn ipv4(text: &str) -> Result<Ipv4Addr, ParseError> {
-    text.trim().parse().map_err(|_| err("not an IPv4 address", text))
+    text.trim()
+        .parse()
+        .map_err(|_| err("not an IPv4 address", text))
 }
 
 /// A single IPv6 address.
 pub fn ipv6(text: &str) -> Result<Ipv6Addr, ParseError> {
-    text.trim().parse().map_err(|_| err("not an IPv6 address", text))
+    text.trim()
+        .parse()
+        .map_err(|_| err("not an IPv6 address", text))
 }
 
 /// An IPv4 CIDR block such as `192.168.1.0/24`.
 pub fn ipv4_net(text: &str) -> Result<Ipv4Net, ParseError> {
-    text.trim().parse().map_err(|_| err("not an IPv4 CIDR block", text))
+    text.trim()
+        .parse()
+        .map_err(|_| err("not an IPv4 CIDR block", text))
 }
 
 /// An IPv6 CIDR block such as `2408:4000:325:a204::/64`.
 pub fn ipv6_net(text: &str) -> Result<Ipv6Net, ParseError> {
-    text.trim().parse().map_err(|_| err("not an IPv6 CIDR block", text))
+    text.trim()
+        .parse()
+        .map_err(|_| err("not an IPv6 CIDR block", text))
 }
 
 /// `["192.168.1.10","192.168.1.11"]`.
@@ -60,8 +71,13 @@ pub fn ipv4_json_array(text: &str) -> Result<Vec<Ipv4Addr>, ParseError> {
 /// Splits `[a,b]` (brackets optional, commas or newlines between items).
 fn bracket_items(text: &str) -> impl Iterator<Item = &str> {
     let t = text.trim();
-    let t = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(t);
-    t.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty())
+    let t = t
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(t);
+    t.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// `[2408:4000::1,2408:4000::2]`.
@@ -97,16 +113,28 @@ mod tests {
 
     #[test]
     fn documented_formats() {
-        assert_eq!(listing("00:16:3e:00:00:01/\n00:16:3e:00:00:02/\n"), ["00:16:3e:00:00:01", "00:16:3e:00:00:02"]);
+        assert_eq!(
+            listing("00:16:3e:00:00:01/\n00:16:3e:00:00:02/\n"),
+            ["00:16:3e:00:00:01", "00:16:3e:00:00:02"]
+        );
         assert_eq!(
             ipv4_json_array(r#"["192.168.1.10","192.168.1.11"]"#).expect("valid"),
-            [Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(192, 168, 1, 11)]
+            [
+                Ipv4Addr::new(192, 168, 1, 10),
+                Ipv4Addr::new(192, 168, 1, 11)
+            ]
         );
         assert_eq!(
             ipv6_bracket_list("[fd00:4004:400::1,fd00:4004:400::2]").expect("valid"),
-            ["fd00:4004:400::1".parse::<Ipv6Addr>().expect("v6"), "fd00:4004:400::2".parse().expect("v6")]
+            [
+                "fd00:4004:400::1".parse::<Ipv6Addr>().expect("v6"),
+                "fd00:4004:400::2".parse().expect("v6")
+            ]
         );
-        assert_eq!(ipv6_bracket_list("[]").expect("empty"), Vec::<Ipv6Addr>::new());
+        assert_eq!(
+            ipv6_bracket_list("[]").expect("empty"),
+            Vec::<Ipv6Addr>::new()
+        );
         assert_eq!(netmask("255.255.240.0").expect("valid"), 20);
         assert_eq!(netmask("0.0.0.0").expect("valid"), 0);
         assert_eq!(netmask("255.255.255.255").expect("valid"), 32);

@@ -23,7 +23,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     /// A query parameter, percent-decoded.
@@ -62,7 +65,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, body: impl Into<String>) -> Self {
-        Self { delay: std::time::Duration::ZERO, status, headers: Vec::new(), body: body.into() }
+        Self {
+            delay: std::time::Duration::ZERO,
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     /// Answer only after `delay`.
@@ -79,7 +87,10 @@ impl Reply {
 
 /// A predicate on requests plus the replies for it, in order; the last
 /// reply repeats.
-type Rule = (Box<dyn Fn(&Recorded) -> bool + Send + Sync>, VecDeque<Reply>);
+type Rule = (
+    Box<dyn Fn(&Recorded) -> bool + Send + Sync>,
+    VecDeque<Reply>,
+);
 
 #[derive(Default)]
 struct State {
@@ -103,8 +114,15 @@ impl Scripted {
             let st = st.clone();
             async move {
                 let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-                let rec = Recorded { method: parts.method, uri: parts.uri, headers: parts.headers, body };
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let rec = Recorded {
+                    method: parts.method,
+                    uri: parts.uri,
+                    headers: parts.headers,
+                    body,
+                };
                 let reply = {
                     let mut s = st.lock().expect("lock");
                     s.log.push(rec.clone());
@@ -117,14 +135,17 @@ impl Scripted {
                 };
                 let reply = reply.unwrap_or_else(|| Reply::new(404, "no script for this request"));
                 tokio::time::sleep(reply.delay).await;
-                let mut resp = Response::builder().status(StatusCode::from_u16(reply.status).expect("status"));
+                let mut resp =
+                    Response::builder().status(StatusCode::from_u16(reply.status).expect("status"));
                 for (k, v) in &reply.headers {
                     resp = resp.header(k, v);
                 }
                 resp.body(Body::from(reply.body)).expect("response")
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { addr, state }
@@ -135,8 +156,16 @@ impl Scripted {
     }
 
     /// Requests matching `pred` get `replies` in order (the last repeats).
-    pub fn on(&self, pred: impl Fn(&Recorded) -> bool + Send + Sync + 'static, replies: Vec<Reply>) {
-        self.state.lock().expect("lock").rules.push((Box::new(pred), replies.into()));
+    pub fn on(
+        &self,
+        pred: impl Fn(&Recorded) -> bool + Send + Sync + 'static,
+        replies: Vec<Reply>,
+    ) {
+        self.state
+            .lock()
+            .expect("lock")
+            .rules
+            .push((Box::new(pred), replies.into()));
     }
 
     /// Shorthand: requests to `path` with `method`.
@@ -149,6 +178,12 @@ impl Scripted {
     }
 
     pub fn count(&self, pred: impl Fn(&Recorded) -> bool) -> usize {
-        self.state.lock().expect("lock").log.iter().filter(|r| pred(r)).count()
+        self.state
+            .lock()
+            .expect("lock")
+            .log
+            .iter()
+            .filter(|r| pred(r))
+            .count()
     }
 }

@@ -28,8 +28,12 @@ impl AttachNetworkInterface {
 }
 
 impl EcsClient {
-    pub async fn attach_network_interface(&self, request: &AttachNetworkInterface) -> Result<ApiResponse<RequestIdOnly>, CloudError> {
-        self.call(AttachNetworkInterface::ACTION, request.params()).await
+    pub async fn attach_network_interface(
+        &self,
+        request: &AttachNetworkInterface,
+    ) -> Result<ApiResponse<RequestIdOnly>, CloudError> {
+        self.call(AttachNetworkInterface::ACTION, request.params())
+            .await
     }
 }
 
@@ -46,8 +50,16 @@ mod tests {
         }
         .params();
         assert_eq!(p.get("NetworkCardIndex"), Some("1"));
-        assert!(p.pairs().iter().all(|(k, _)| !k.starts_with("Trunk") && !k.starts_with("WaitFor")));
-        let p = AttachNetworkInterface { network_card_index: None, ..Default::default() }.params();
+        assert!(
+            p.pairs()
+                .iter()
+                .all(|(k, _)| !k.starts_with("Trunk") && !k.starts_with("WaitFor"))
+        );
+        let p = AttachNetworkInterface {
+            network_card_index: None,
+            ..Default::default()
+        }
+        .params();
         assert_eq!(p.get("NetworkCardIndex"), None);
     }
 }

@@ -58,7 +58,10 @@ impl DescribeNetworkInterfaces {
             .set_opt("VpcId", self.vpc_id.as_deref())
             .set_opt("VSwitchId", self.vswitch_id.as_deref())
             .set_list("NetworkInterfaceId", &self.network_interface_ids)
-            .set("MaxResults", self.max_results.unwrap_or(100).clamp(1, 500).to_string())
+            .set(
+                "MaxResults",
+                self.max_results.unwrap_or(100).clamp(1, 500).to_string(),
+            )
             .set_opt("NextToken", next_token.filter(|t| !t.is_empty()));
         for (i, tag) in self.tags.iter().enumerate() {
             p = p.set(format!("Tag.{}.Key", i + 1), &tag.key);
@@ -82,7 +85,10 @@ impl EcsClient {
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page = self
-                .call::<DescribeNetworkInterfacesPage>(DescribeNetworkInterfaces::ACTION, request.params(token.as_deref()))
+                .call::<DescribeNetworkInterfacesPage>(
+                    DescribeNetworkInterfaces::ACTION,
+                    request.params(token.as_deref()),
+                )
                 .await?;
             let body = page.body;
             request_ids.push(page.request_id.clone());
@@ -117,7 +123,16 @@ mod tests {
             instance_id: Some("i-1".into()),
             status: Some("Available".into()),
             network_interface_ids: vec!["eni-a".into(), "eni-b".into()],
-            tags: vec![TagFilter { key: "role".into(), value: Some("db".into()) }, TagFilter { key: "k".into(), value: None }],
+            tags: vec![
+                TagFilter {
+                    key: "role".into(),
+                    value: Some("db".into()),
+                },
+                TagFilter {
+                    key: "k".into(),
+                    value: None,
+                },
+            ],
             ..Default::default()
         };
         let p = r.params(Some("tok"));

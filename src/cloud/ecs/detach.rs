@@ -13,12 +13,18 @@ impl DetachNetworkInterface {
     pub const ACTION: &'static str = "DetachNetworkInterface";
 
     pub fn params(&self) -> Params {
-        Params::new().set("NetworkInterfaceId", &self.network_interface_id).set("InstanceId", &self.instance_id)
+        Params::new()
+            .set("NetworkInterfaceId", &self.network_interface_id)
+            .set("InstanceId", &self.instance_id)
     }
 }
 
 impl EcsClient {
-    pub async fn detach_network_interface(&self, request: &DetachNetworkInterface) -> Result<ApiResponse<RequestIdOnly>, CloudError> {
-        self.call(DetachNetworkInterface::ACTION, request.params()).await
+    pub async fn detach_network_interface(
+        &self,
+        request: &DetachNetworkInterface,
+    ) -> Result<ApiResponse<RequestIdOnly>, CloudError> {
+        self.call(DetachNetworkInterface::ACTION, request.params())
+            .await
     }
 }

@@ -24,11 +24,12 @@ pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
         None => Ok(None),
         Some(NumOrText::Num(n)) => Ok(Some(n)),
         Some(NumOrText::Text(t)) if t.trim().is_empty() || t == "null" => Ok(None),
-        Some(NumOrText::Text(t)) => t
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| de::Error::custom(format!("expected a non-negative integer, got {:?}", truncate(&t)))),
+        Some(NumOrText::Text(t)) => t.trim().parse().map(Some).map_err(|_| {
+            de::Error::custom(format!(
+                "expected a non-negative integer, got {:?}",
+                truncate(&t)
+            ))
+        }),
     }
 }
 
@@ -48,7 +49,10 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
             "true" | "True" => Ok(Some(true)),
             "false" | "False" => Ok(Some(false)),
             "" | "null" => Ok(None),
-            other => Err(de::Error::custom(format!("expected true or false, got {:?}", truncate(other)))),
+            other => Err(de::Error::custom(format!(
+                "expected true or false, got {:?}",
+                truncate(other)
+            ))),
         },
     }
 }

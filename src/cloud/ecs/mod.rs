@@ -11,7 +11,9 @@ mod types;
 
 pub use attach::AttachNetworkInterface;
 pub use describe_attribute::DescribeNetworkInterfaceAttribute;
-pub use describe_interfaces::{DescribeNetworkInterfaces, DescribeNetworkInterfacesPage, TagFilter};
+pub use describe_interfaces::{
+    DescribeNetworkInterfaces, DescribeNetworkInterfacesPage, TagFilter,
+};
 pub use detach::DetachNetworkInterface;
 pub use types::*;
 

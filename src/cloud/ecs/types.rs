@@ -42,7 +42,11 @@ impl EniStatus {
 
 impl std::fmt::Display for EniStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if *self == Self::Unknown { "(none)" } else { self.as_str() })
+        f.write_str(if *self == Self::Unknown {
+            "(none)"
+        } else {
+            self.as_str()
+        })
     }
 }
 
@@ -122,7 +126,11 @@ impl NetworkInterface {
         if !self.private_ip_address.is_empty() {
             return Some(&self.private_ip_address);
         }
-        self.private_ip_sets.items.iter().find(|p| p.primary == Some(true)).map(|p| p.private_ip_address.as_str())
+        self.private_ip_sets
+            .items
+            .iter()
+            .find(|p| p.primary == Some(true))
+            .map(|p| p.private_ip_address.as_str())
     }
 
     /// Secondary private IPv4s (set entries not marked primary and not equal
@@ -132,7 +140,9 @@ impl NetworkInterface {
         self.private_ip_sets
             .items
             .iter()
-            .filter(move |p| p.primary != Some(true) && Some(&p.private_ip_address) != primary.as_ref())
+            .filter(move |p| {
+                p.primary != Some(true) && Some(&p.private_ip_address) != primary.as_ref()
+            })
             .map(|p| p.private_ip_address.as_str())
     }
 
@@ -141,18 +151,29 @@ impl NetworkInterface {
     }
 
     pub fn ipv4_prefixes(&self) -> impl Iterator<Item = &str> {
-        self.ipv4_prefix_sets.items.iter().map(|s| s.ipv4_prefix.as_str())
+        self.ipv4_prefix_sets
+            .items
+            .iter()
+            .map(|s| s.ipv4_prefix.as_str())
     }
 
     pub fn ipv6_prefixes(&self) -> impl Iterator<Item = &str> {
-        self.ipv6_prefix_sets.items.iter().map(|s| s.ipv6_prefix.as_str())
+        self.ipv6_prefix_sets
+            .items
+            .iter()
+            .map(|s| s.ipv6_prefix.as_str())
     }
 
     /// The instance it is attached to: `InstanceId`, else `Attachment.InstanceId`.
     pub fn attached_instance(&self) -> Option<&str> {
         Some(self.instance_id.as_str())
             .filter(|s| !s.is_empty())
-            .or_else(|| self.attachment.as_ref().map(|a| a.instance_id.as_str()).filter(|s| !s.is_empty()))
+            .or_else(|| {
+                self.attachment
+                    .as_ref()
+                    .map(|a| a.instance_id.as_str())
+                    .filter(|s| !s.is_empty())
+            })
     }
 }
 
@@ -175,8 +196,16 @@ wrapped_list!(Ipv6Sets, "Ipv6Set", Ipv6Set);
 wrapped_list!(Ipv4PrefixSets, "Ipv4PrefixSet", Ipv4PrefixSet);
 wrapped_list!(Ipv6PrefixSets, "Ipv6PrefixSet", Ipv6PrefixSet);
 wrapped_list!(Tags, "Tag", Tag);
-wrapped_list!(MemberNetworkInterfaceIds, "MemberNetworkInterfaceId", String);
-wrapped_list!(SlaveInterfaceSpecificationSets, "SlaveInterfaceSpecificationSet", SlaveInterfaceSpecification);
+wrapped_list!(
+    MemberNetworkInterfaceIds,
+    "MemberNetworkInterfaceId",
+    String
+);
+wrapped_list!(
+    SlaveInterfaceSpecificationSets,
+    "SlaveInterfaceSpecificationSet",
+    SlaveInterfaceSpecification
+);
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

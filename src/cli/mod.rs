@@ -1,0 +1,113 @@
+//! The command line: argument parsing and the commands built on the library.
+//! `main.rs` only parses, sets up logging and maps the outcome to an exit code.
+
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::cloud::{EcsClient, EcsOptions};
+use crate::config::Config;
+use crate::credentials::CredentialProvider;
+use crate::metadata::{MetadataClient, MetadataOptions};
+
+/// Default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/eni-agent/config.toml";
+
+/// Exit code for a command line that cannot be used (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+/// Exit code for an operation that failed.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eni-agent",
+    version,
+    about = "Attach an Alibaba Cloud ENI to this instance and configure it"
+)]
+pub struct Cli {
+    /// Configuration file; a missing default file means built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show an ENI's facts as the ECS API reports them (DescribeNetworkInterfaceAttribute).
+    Describe {
+        /// The ENI id (eni-...).
+        eni_id: String,
+        /// Print the facts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the instance metadata service reports: identity and every attached ENI.
+    Metadata,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
+        Command::Metadata => inspect::metadata(&cli).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eni-agent: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// The configuration: the named file, else the default file if it exists,
+/// else built-in defaults.
+pub fn load_config(cli: &Cli) -> Result<Config, String> {
+    match &cli.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None => {
+            let default = std::path::Path::new(DEFAULT_CONFIG);
+            if default.exists() {
+                Config::load(default).map_err(|e| e.to_string())
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+/// The metadata client for `config`, honouring the environment override.
+pub fn metadata_client(config: &Config) -> Result<Arc<MetadataClient>, String> {
+    let options = MetadataOptions::from_config(&config.metadata, |k| std::env::var(k).ok());
+    MetadataClient::new(options)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The ECS client: region from the configuration or the metadata service,
+/// credentials from the chain.
+pub async fn ecs_client(
+    config: &Config,
+    metadata: Arc<MetadataClient>,
+) -> Result<EcsClient, String> {
+    let region = match &config.api.region {
+        Some(region) => region.clone(),
+        None => metadata.text("region-id").await.map_err(|e| {
+            format!("cannot learn the region from the metadata service ({e}); set api.region in the configuration")
+        })?,
+    };
+    let credentials =
+        CredentialProvider::resolve(&config.credentials, |k| std::env::var(k).ok(), metadata)
+            .map_err(|e| e.to_string())?;
+    tracing::debug!(origin = %credentials.origin(), "credentials");
+    let options = EcsOptions::from_config(&config.api, &region, |k| std::env::var(k).ok());
+    EcsClient::new(options, credentials).map_err(|e| e.to_string())
+}
