@@ -7,6 +7,7 @@
 //! - [`credentials`]: the credential chain (environment, file, RAM role);
 //! - [`config`]: the configuration file.
 
+pub mod agent;
 pub mod backoff;
 pub mod cli;
 pub mod cloud;

@@ -1,0 +1,326 @@
+//! The cloud side of attaching an ENI to this instance: read the ENI, check
+//! locally what ECS would refuse (zone, VPC, type, state) and explain it
+//! before calling Attach, wait out transitional states, take the ENI over
+//! from another instance when configured to, attach, and confirm InUse with
+//! Describe polls on a short backoff. The netlink side (seeing the link and
+//! configuring it) runs concurrently and never waits for a poll tick.
+
+use std::time::{Duration, Instant};
+
+use crate::cloud::ecs::{
+    AttachNetworkInterface, DescribeNetworkInterfaceAttribute, DetachNetworkInterface, EniStatus,
+    NetworkInterface,
+};
+use crate::cloud::{CloudError, EcsClient, ErrorClass};
+
+/// Where the ENI should go.
+#[derive(Debug, Clone)]
+pub struct AttachTarget {
+    pub eni_id: String,
+    pub instance_id: String,
+    /// This instance's zone; an ENI of another zone cannot be attached.
+    pub zone_id: String,
+    /// This instance's VPC, when known.
+    pub vpc_id: Option<String>,
+    pub network_card_index: Option<u32>,
+    /// Detach the ENI from another instance first (HA failover).
+    pub takeover: bool,
+}
+
+/// How the status polls back off: the first after `first`, then doubling up
+/// to `cap`.
+#[derive(Debug, Clone, Copy)]
+pub struct PollPolicy {
+    pub first: Duration,
+    pub cap: Duration,
+    /// Give up waiting for a state after this long.
+    pub timeout: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why the ENI cannot be (or was not) attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(
+        "{eni_id} is in zone {eni_zone} but this instance is in {instance_zone}; an ENI attaches only to instances \
+         of its own zone — create the ENI in a vSwitch of {instance_zone}"
+    )]
+    ZoneMismatch {
+        eni_id: String,
+        eni_zone: String,
+        instance_zone: String,
+    },
+    #[error(
+        "{eni_id} is in VPC {eni_vpc} but this instance is in {instance_vpc}; use an ENI of the instance's VPC"
+    )]
+    VpcMismatch {
+        eni_id: String,
+        eni_vpc: String,
+        instance_vpc: String,
+    },
+    #[error(
+        "{eni_id} is the primary ENI of {instance}; primary ENIs cannot be attached or detached"
+    )]
+    PrimaryEni { eni_id: String, instance: String },
+    #[error(
+        "{eni_id} is attached to another instance, {other}; detach it there, or set takeover = true to move it here"
+    )]
+    InUseElsewhere { eni_id: String, other: String },
+    #[error(
+        "{eni_id} is {status}; it cannot be attached (status {status} is final or being deleted)"
+    )]
+    Unusable { eni_id: String, status: String },
+    #[error(
+        "ECS accepted the attach of {eni_id} (RequestId {request_id}) but the ENI went back to Available: the attach \
+         failed. ENI facts: type {kind}, zone {zone}, vSwitch {vswitch}; check the instance type's ENI limit and \
+         whether it supports hot-plug"
+    )]
+    AttachFailed {
+        eni_id: String,
+        request_id: String,
+        kind: String,
+        zone: String,
+        vswitch: String,
+    },
+    #[error(
+        "timed out after {waited:?} waiting for {eni_id} to become {wanted}; last status {last}"
+    )]
+    Timeout {
+        eni_id: String,
+        wanted: &'static str,
+        last: String,
+        waited: Duration,
+    },
+}
+
+impl AttachError {
+    /// True for a timeout (its own exit code in the one-shot).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+}
+
+/// Where the ENI stands after [`prepare`].
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    /// Available: call [`attach`].
+    NeedsAttach(NetworkInterface),
+    /// InUse on this instance already (a restart): just configure.
+    AttachedHere(NetworkInterface),
+}
+
+/// The ENI as it stands, with the RequestId of the Describe.
+pub async fn describe(
+    client: &EcsClient,
+    eni_id: &str,
+) -> Result<(NetworkInterface, String), CloudError> {
+    let r = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new(eni_id))
+        .await?;
+    Ok((r.body, r.request_id))
+}
+
+/// Reads the ENI and brings it to Available or attached-here: waits out
+/// Attaching/Detaching/Creating, detaches it from another instance when
+/// `takeover` is set, and refuses what ECS would refuse, with the reason.
+pub async fn prepare(
+    client: &EcsClient,
+    target: &AttachTarget,
+    poll: PollPolicy,
+) -> Result<Readiness, AttachError> {
+    let started = Instant::now();
+    let mut delay = poll.first;
+    loop {
+        let (ni, _request_id) = describe(client, &target.eni_id).await?;
+        check_placement(target, &ni)?;
+        let attached_to = ni.attached_instance().map(str::to_owned);
+        match &ni.status {
+            EniStatus::Available => return Ok(Readiness::NeedsAttach(ni)),
+            EniStatus::InUse if attached_to.as_deref() == Some(target.instance_id.as_str()) => {
+                return Ok(Readiness::AttachedHere(ni));
+            }
+            EniStatus::InUse => {
+                let other = attached_to.unwrap_or_else(|| "an unknown instance".into());
+                if !target.takeover {
+                    return Err(AttachError::InUseElsewhere {
+                        eni_id: target.eni_id.clone(),
+                        other,
+                    });
+                }
+                tracing::warn!(eni = %target.eni_id, from = %other, "takeover: detaching the ENI from the other instance");
+                detach(client, &target.eni_id, &other).await?;
+            }
+            // Attaching here (an earlier run's attach) ends InUse here; any
+            // other transition ends somewhere we decide again.
+            EniStatus::Attaching
+            | EniStatus::Detaching
+            | EniStatus::Creating
+            | EniStatus::Unknown => {}
+            other @ (EniStatus::Deleting | EniStatus::CreateFailed | EniStatus::Other(_)) => {
+                return Err(AttachError::Unusable {
+                    eni_id: target.eni_id.clone(),
+                    status: other.to_string(),
+                });
+            }
+        }
+        if started.elapsed() + delay > poll.timeout {
+            return Err(AttachError::Timeout {
+                eni_id: target.eni_id.clone(),
+                wanted: "Available or InUse here",
+                last: ni.status.to_string(),
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(poll.cap);
+    }
+}
+
+/// What ECS would refuse, explained before calling Attach.
+fn check_placement(target: &AttachTarget, ni: &NetworkInterface) -> Result<(), AttachError> {
+    if ni.kind == "Primary" {
+        return Err(AttachError::PrimaryEni {
+            eni_id: target.eni_id.clone(),
+            instance: ni
+                .attached_instance()
+                .unwrap_or("another instance")
+                .to_owned(),
+        });
+    }
+    if !ni.zone_id.is_empty() && !target.zone_id.is_empty() && ni.zone_id != target.zone_id {
+        return Err(AttachError::ZoneMismatch {
+            eni_id: target.eni_id.clone(),
+            eni_zone: ni.zone_id.clone(),
+            instance_zone: target.zone_id.clone(),
+        });
+    }
+    if let Some(vpc) = &target.vpc_id {
+        if !ni.vpc_id.is_empty() && ni.vpc_id != *vpc {
+            return Err(AttachError::VpcMismatch {
+                eni_id: target.eni_id.clone(),
+                eni_vpc: ni.vpc_id.clone(),
+                instance_vpc: vpc.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// AttachNetworkInterface; returns its RequestId. The ENI is Attaching after.
+pub async fn attach(client: &EcsClient, target: &AttachTarget) -> Result<String, AttachError> {
+    let r = client
+        .attach_network_interface(&AttachNetworkInterface {
+            network_interface_id: target.eni_id.clone(),
+            instance_id: target.instance_id.clone(),
+            network_card_index: target.network_card_index,
+        })
+        .await?;
+    Ok(r.request_id)
+}
+
+/// Polls until the ENI is InUse on `target.instance_id`. Back to Available
+/// means the attach failed.
+pub async fn confirm_in_use(
+    client: &EcsClient,
+    target: &AttachTarget,
+    attach_request_id: &str,
+    poll: PollPolicy,
+) -> Result<(NetworkInterface, String), AttachError> {
+    let started = Instant::now();
+    let mut delay = poll.first;
+    loop {
+        tokio::time::sleep(delay).await;
+        let (ni, request_id) = describe(client, &target.eni_id).await?;
+        match &ni.status {
+            EniStatus::InUse if ni.attached_instance() == Some(target.instance_id.as_str()) => {
+                return Ok((ni, request_id));
+            }
+            EniStatus::InUse => {
+                return Err(AttachError::InUseElsewhere {
+                    eni_id: target.eni_id.clone(),
+                    other: ni
+                        .attached_instance()
+                        .unwrap_or("another instance")
+                        .to_owned(),
+                });
+            }
+            EniStatus::Available => {
+                return Err(AttachError::AttachFailed {
+                    eni_id: target.eni_id.clone(),
+                    request_id: attach_request_id.to_owned(),
+                    kind: ni.kind.clone(),
+                    zone: ni.zone_id.clone(),
+                    vswitch: ni.vswitch_id.clone(),
+                });
+            }
+            _ => {}
+        }
+        if started.elapsed() + delay > poll.timeout {
+            return Err(AttachError::Timeout {
+                eni_id: target.eni_id.clone(),
+                wanted: "InUse",
+                last: ni.status.to_string(),
+                waited: started.elapsed(),
+            });
+        }
+        delay = (delay * 2).min(poll.cap);
+    }
+}
+
+/// DetachNetworkInterface from `instance_id`, then wait for Available.
+/// An ENI already Available (or gone) counts as detached.
+pub async fn detach(
+    client: &EcsClient,
+    eni_id: &str,
+    instance_id: &str,
+) -> Result<(), AttachError> {
+    let request = DetachNetworkInterface {
+        network_interface_id: eni_id.to_owned(),
+        instance_id: instance_id.to_owned(),
+    };
+    match client.detach_network_interface(&request).await {
+        Ok(_) => {}
+        // Detaching already, or not attached: wait for the state below.
+        Err(e) if e.class() == ErrorClass::WaitForState => {}
+        Err(e) if e.code() == Some("InvalidEniId.NotFound") => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    wait_available(client, eni_id, PollPolicy::default()).await
+}
+
+/// Polls until the ENI is Available.
+pub async fn wait_available(
+    client: &EcsClient,
+    eni_id: &str,
+    poll: PollPolicy,
+) -> Result<(), AttachError> {
+    let started = Instant::now();
+    let mut delay = poll.first;
+    loop {
+        let (ni, _) = describe(client, eni_id).await?;
+        if ni.status == EniStatus::Available {
+            return Ok(());
+        }
+        if started.elapsed() + delay > poll.timeout {
+            return Err(AttachError::Timeout {
+                eni_id: eni_id.to_owned(),
+                wanted: "Available",
+                last: ni.status.to_string(),
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(poll.cap);
+    }
+}
