@@ -17,3 +17,4 @@ pub mod http;
 pub mod mac;
 pub mod metadata;
 pub mod secret;
+pub mod state;
