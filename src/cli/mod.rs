@@ -51,6 +51,11 @@ pub enum Command {
     },
     /// Show what the instance metadata service reports: identity and every attached ENI.
     Metadata,
+    /// Check a configuration file (default: --config or /etc/eni-agent/config.toml) and print what it means.
+    CheckConfig {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
 }
 
 /// Runs a parsed command line.
@@ -58,6 +63,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
         Command::Metadata => inspect::metadata(&cli).await,
+        Command::CheckConfig { file } => check_config(&cli, file.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +72,49 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// `eni-agent check-config [FILE]`: parse and validate, print a summary.
+fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), String> {
+    let path = file
+        .or(cli.config.as_deref())
+        .unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    println!("{}: valid", path.display());
+    println!(
+        "  api: region {}, endpoint {}, signature {:?}, {} attempts within {}",
+        config.api.region.as_deref().unwrap_or("(from metadata)"),
+        config
+            .api
+            .endpoint
+            .as_deref()
+            .unwrap_or("(default for the region)"),
+        config.api.signature,
+        config.api.retry.max_attempts,
+        humantime::format_duration(config.api.retry.deadline)
+    );
+    println!(
+        "  metadata: {}{}",
+        config
+            .metadata
+            .endpoint
+            .as_deref()
+            .unwrap_or(crate::metadata::DEFAULT_ENDPOINT),
+        if config.metadata.require_token {
+            ", token required"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  credentials: {}",
+        match (&config.credentials.file, &config.credentials.ram_role) {
+            (Some(f), _) => format!("environment, else file {}", f.display()),
+            (None, Some(r)) => format!("environment, else RAM role {r}"),
+            (None, None) => "environment, else the instance RAM role".to_owned(),
+        }
+    );
+    Ok(())
 }
 
 /// The configuration: the named file, else the default file if it exists,

@@ -13,7 +13,7 @@ mod client;
 mod parse;
 mod types;
 
-pub use client::{MetadataClient, MetadataOptions};
+pub use client::{DEFAULT_ENDPOINT, MetadataClient, MetadataOptions};
 pub use parse::ParseError;
 pub use types::{InstanceIdentity, InterfaceFacts};
 
