@@ -263,10 +263,24 @@ impl Harness {
         &self,
         creds: &Creds,
         action: &str,
-        mut p: Vec<(String, String)>,
+        p: Vec<(String, String)>,
         time: SystemTime,
         nonce: &str,
     ) -> reqwest::Response {
+        self.try_send_v2(creds, action, p, time, nonce)
+            .await
+            .expect("request sent")
+    }
+
+    /// Sends a V2-signed GET; transport errors are returned.
+    pub async fn try_send_v2(
+        &self,
+        creds: &Creds,
+        action: &str,
+        mut p: Vec<(String, String)>,
+        time: SystemTime,
+        nonce: &str,
+    ) -> reqwest::Result<reqwest::Response> {
         for (k, v) in [
             ("Action", action.to_string()),
             ("Version", "2014-05-26".to_string()),
@@ -291,11 +305,7 @@ impl Harness {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(p)
             .finish();
-        self.http
-            .get(format!("{}?{query}", self.api))
-            .send()
-            .await
-            .expect("request sent")
+        self.http.get(format!("{}?{query}", self.api)).send().await
     }
 
     /// Sends a V3-signed POST (parameters in the query, empty body);
