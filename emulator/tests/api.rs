@@ -1455,3 +1455,112 @@ fn create_modify_assign_delete_and_idempotency() {
         h.running.shutdown().await;
     });
 }
+
+#[test]
+fn gateway_parameter_errors_and_ip_exhaustion() {
+    in_netns(|| async {
+        let h = start(fast_scenario(), None).await;
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let raw = |overrides: Vec<(&'static str, String)>| {
+            let mut p: Vec<(&str, String)> = vec![
+                ("Action", "DescribeNetworkInterfaces".into()),
+                ("RegionId", REGION.into()),
+                ("AccessKeyId", ROOT_KEY.into()),
+                ("Signature", "bm90IGEgc2lnbmF0dXJl".into()),
+                ("SignatureMethod", "HMAC-SHA1".into()),
+                ("SignatureVersion", "1.0".into()),
+                ("SignatureNonce", ecs_emulator::util::random_hex::<8>()),
+                ("Timestamp", now.clone()),
+                ("Version", "2014-05-26".into()),
+            ];
+            for (k, v) in overrides {
+                p.retain(|(pk, _)| *pk != k);
+                p.push((k, v));
+            }
+            let q = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(p)
+                .finish();
+            let http = h.http.clone();
+            let url = format!("{}?{q}", h.api);
+            async move {
+                let r = http.get(url).send().await.expect("sent");
+                (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+            }
+        };
+        assert_error(
+            &raw(vec![("SignatureMethod", "HMAC-SHA256".into())]).await,
+            400,
+            "InvalidSignatureMethod",
+        );
+        assert_error(
+            &raw(vec![("SignatureVersion", "2.0".into())]).await,
+            400,
+            "InvalidSignatureVersion",
+        );
+        assert_error(
+            &raw(vec![("Timestamp", "yesterday".into())]).await,
+            400,
+            "InvalidTimeStamp.Format",
+        );
+        assert_error(
+            &raw(vec![("Version", "2016-01-01".into())]).await,
+            400,
+            "InvalidVersion",
+        );
+        assert_error(
+            &raw(vec![("SignatureNonce", String::new())]).await,
+            400,
+            "MissingParameter",
+        );
+        assert_error(&raw(vec![]).await, 400, "SignatureDoesNotMatch");
+        let r = h
+            .http
+            .post(format!("{}?RegionId={REGION}", h.api))
+            .header(
+                "authorization",
+                "ACS3-HMAC-SM3 Credential=x,SignedHeaders=host,Signature=00",
+            )
+            .header("x-acs-action", "DescribeNetworkInterfaces")
+            .send()
+            .await
+            .expect("sent");
+        let got = (r.status().as_u16(), r.json::<Value>().await.expect("json"));
+        assert_error(&got, 400, "IncompleteSignature");
+
+        // A /29 vSwitch has 4 usable addresses.
+        let seed = json!({"vswitches": [{"id": "vsw-tiny", "vpc_id": "vpc-emu0main", "zone_id": "cn-hangzhou-i", "cidr": "192.168.99.0/29"}]});
+        let r = h
+            .http
+            .post(format!("{}/seed", h.control))
+            .json(&seed)
+            .send()
+            .await
+            .expect("seed");
+        assert_eq!(r.status().as_u16(), 200);
+        assert_error(
+            &h.v2(
+                "CreateNetworkInterface",
+                &[
+                    ("VSwitchId", "vsw-tiny"),
+                    ("SecurityGroupId", "sg-emu0main"),
+                    ("SecondaryPrivateIpAddressCount", "4"),
+                ],
+            )
+            .await,
+            403,
+            "InvalidVSwitchId.IpNotEnough",
+        );
+        let (code, v) = h
+            .v2(
+                "CreateNetworkInterface",
+                &[
+                    ("VSwitchId", "vsw-tiny"),
+                    ("SecurityGroupId", "sg-emu0main"),
+                    ("SecondaryPrivateIpAddressCount", "3"),
+                ],
+            )
+            .await;
+        assert_eq!(code, 200, "{v}");
+        h.running.shutdown().await;
+    });
+}
