@@ -215,6 +215,10 @@ impl Emulator {
                 if eni.generation != generation
                     || !matches!(eni.status, EniStatus::Attaching | EniStatus::InUse)
                     || eni.instance_id.as_deref() != Some(target.as_str())
+                    || st
+                        .instances
+                        .get(&target)
+                        .is_none_or(|i| i.status != "Running")
                 {
                     return;
                 }
