@@ -15,6 +15,9 @@ use crate::hotplug::{Hotplug, NicSpec};
 use crate::model::{EniStatus, State};
 use crate::settings::Settings;
 
+/// Records kept in the call log of a long-running emulator.
+pub const CALL_LOG_CAPACITY: usize = 20_000;
+
 /// How a started attach ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachOutcome {
@@ -78,9 +81,15 @@ impl Emulator {
         *lock(&self.settings) = s;
     }
 
-    /// Appends to the call log.
+    /// Appends to the call log (the oldest records go beyond
+    /// [`CALL_LOG_CAPACITY`]).
     pub fn log_call(&self, r: CallRecord) {
-        lock(&self.calls).push(r);
+        let mut calls = lock(&self.calls);
+        if calls.len() >= CALL_LOG_CAPACITY {
+            let excess = calls.len() + 1 - CALL_LOG_CAPACITY;
+            calls.drain(..excess);
+        }
+        calls.push(r);
     }
 
     /// The call log.

@@ -1564,3 +1564,127 @@ fn gateway_parameter_errors_and_ip_exhaustion() {
         h.running.shutdown().await;
     });
 }
+
+#[test]
+fn form_bodies_are_signed_with_both_versions() {
+    in_netns(|| async {
+        let h = start(fast_scenario(), None).await;
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        // V2: POST, every parameter in a form body, signed with "POST".
+        let mut p: Vec<(String, String)> = [
+            ("Action", "DescribeNetworkInterfaceAttribute"),
+            ("RegionId", REGION),
+            ("NetworkInterfaceId", ENI1),
+            ("AccessKeyId", ROOT_KEY),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", "form-v2"),
+            ("Version", "2014-05-26"),
+            ("Format", "JSON"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        p.push(("Timestamp".into(), now.clone()));
+        let params = ecs_emulator::api::params::Params::from_pairs(p.clone());
+        let sts = ecs_emulator::api::auth::v2_string_to_sign("POST", &params);
+        p.push((
+            "Signature".into(),
+            ecs_emulator::api::auth::v2_sign(ROOT_SECRET, &sts),
+        ));
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(p)
+            .finish();
+        let r = h
+            .http
+            .post(&h.api)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(
+            (status, v["NetworkInterfaceId"].as_str()),
+            (200, Some(ENI1)),
+            "{v}"
+        );
+
+        // V3: business parameters in a form body; the payload hash covers it.
+        let body = format!("RegionId={REGION}&NetworkInterfaceId={ENI1}");
+        let digest = ecs_emulator::util::hex_lower(
+            ring::digest::digest(&ring::digest::SHA256, body.as_bytes()).as_ref(),
+        );
+        let host = h
+            .api
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut headers = axum::http::HeaderMap::new();
+        let hv = |s: &str| axum::http::HeaderValue::from_str(s).expect("header");
+        headers.insert("host", hv(&host));
+        headers.insert("content-type", hv("application/x-www-form-urlencoded"));
+        headers.insert("x-acs-action", hv("DescribeNetworkInterfaceAttribute"));
+        headers.insert("x-acs-version", hv("2014-05-26"));
+        headers.insert("x-acs-date", hv(&now));
+        headers.insert("x-acs-signature-nonce", hv("form-v3"));
+        headers.insert("x-acs-content-sha256", hv(&digest));
+        let mut signed: Vec<String> = headers.keys().map(|k| k.as_str().to_string()).collect();
+        signed.sort();
+        let canonical = ecs_emulator::api::auth::v3_canonical_request(
+            "POST",
+            "",
+            &headers,
+            &signed,
+            body.as_bytes(),
+        );
+        let sig = ecs_emulator::api::auth::v3_sign(
+            ROOT_SECRET,
+            &ecs_emulator::api::auth::v3_string_to_sign(&canonical),
+        );
+        let mut req = h.http.post(&h.api).header(
+            "authorization",
+            format!(
+                "ACS3-HMAC-SHA256 Credential={ROOT_KEY},SignedHeaders={},Signature={sig}",
+                signed.join(";")
+            ),
+        );
+        for (k, v) in &headers {
+            if k.as_str() != "host" {
+                req = req.header(k.as_str(), v.to_str().expect("ascii"));
+            }
+        }
+        let r = req.body(body.clone()).send().await.expect("sent");
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(
+            (status, v["NetworkInterfaceId"].as_str()),
+            (200, Some(ENI1)),
+            "{v}"
+        );
+        // A body that does not match the signed hash is rejected.
+        let mut req = h.http.post(&h.api).header(
+            "authorization",
+            format!(
+                "ACS3-HMAC-SHA256 Credential={ROOT_KEY},SignedHeaders={},Signature={sig}",
+                signed.join(";")
+            ),
+        );
+        for (k, v) in &headers {
+            if k.as_str() == "x-acs-signature-nonce" {
+                req = req.header(k.as_str(), "form-v3-b");
+            } else if k.as_str() != "host" {
+                req = req.header(k.as_str(), v.to_str().expect("ascii"));
+            }
+        }
+        let r = req
+            .body(format!("{body}&Extra=1"))
+            .send()
+            .await
+            .expect("sent");
+        let got = (r.status().as_u16(), r.json::<Value>().await.expect("json"));
+        assert_error(&got, 400, "SignatureDoesNotMatch");
+        h.running.shutdown().await;
+    });
+}
