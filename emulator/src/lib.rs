@@ -1,1 +1,258 @@
-//! ecs-emulator: an emulator of the ECS ENI OpenAPI and the instance metadata service.
+//! ecs-emulator: an emulator of the Alibaba Cloud ECS ENI OpenAPI and of the
+//! instance metadata service that hot-plugs real veth NICs into the emulated
+//! instance's network namespace.
+//!
+//! Start it in-process with [`start`] (tests bind `127.0.0.1:0` listeners)
+//! or through the `ecs-emulator serve` binary. Modules: [`api`] (the RPC
+//! API), [`metadata`] (the metadata service), [`engine`] (shared state and
+//! the asynchronous state machine), [`hotplug`] (veth NICs), [`control`]
+//! (the test control API), [`model`], [`scenario`], [`settings`].
+
+pub mod api;
+pub mod calllog;
+pub mod control;
+pub mod engine;
+pub mod hotplug;
+pub mod metadata;
+pub mod model;
+pub mod netns;
+pub mod scenario;
+pub mod server;
+pub mod settings;
+pub mod util;
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt as _;
+
+pub use crate::engine::Emulator;
+use crate::hotplug::{Hotplug, HotplugError};
+use crate::model::{ScenarioError, State};
+use crate::scenario::{KeyKind, Scenario};
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The scenario is inconsistent.
+    #[error("invalid scenario: {0}")]
+    Scenario(#[from] ScenarioError),
+    /// A socket could not be used.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Hot-plug could not be set up.
+    #[error("hot-plug: {0}")]
+    Hotplug(#[from] HotplugError),
+}
+
+/// What to emulate.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// The account.
+    pub scenario: Scenario,
+    /// Network namespace of the emulated instance; `None` disables hot-plug.
+    pub instance_netns: Option<OwnedFd>,
+}
+
+/// The sockets to serve.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The ECS API (and the control API under `/_emulator/`).
+    pub api: TcpListener,
+    /// The metadata service (several, e.g. loopback and 100.100.100.200
+    /// inside the instance namespace).
+    pub metadata: Vec<TcpListener>,
+}
+
+/// One ENI in the ready line.
+#[derive(Debug, Clone, Serialize)]
+pub struct EniInfo {
+    /// Id.
+    pub id: String,
+    /// `Primary`/`Secondary`.
+    #[serde(rename = "type")]
+    pub eni_type: String,
+    /// Status at start.
+    pub status: String,
+    /// Zone.
+    pub zone_id: String,
+    /// VPC.
+    pub vpc_id: String,
+    /// vSwitch.
+    pub vswitch_id: String,
+    /// MAC.
+    pub mac: String,
+}
+
+/// Where and how to reach a started emulator (the `serve` ready line).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadyInfo {
+    /// ECS API endpoint, `http://127.0.0.1:PORT/`.
+    pub api_url: String,
+    /// Metadata base URL (append `/latest/meta-data/…`).
+    pub metadata_url: String,
+    /// Control API base URL (`…/_emulator`).
+    pub control_url: String,
+    /// Owner access key id.
+    pub access_key_id: String,
+    /// Owner access key secret.
+    pub access_key_secret: String,
+    /// Region.
+    pub region_id: String,
+    /// The emulated instance.
+    pub instance_id: String,
+    /// Its primary ENI.
+    pub primary_eni_id: String,
+    /// Every other ENI of the scenario, in scenario order.
+    pub eni_ids: Vec<String>,
+    /// Details of every ENI.
+    pub enis: Vec<EniInfo>,
+}
+
+/// A started emulator.
+#[derive(Debug)]
+pub struct Running {
+    /// Where to reach it.
+    pub info: ReadyInfo,
+    /// Its shared state (tests may inspect it).
+    pub emulator: Arc<Emulator>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops serving and waits for the listeners to close.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn url_of(l: &TcpListener) -> Result<String, std::io::Error> {
+    Ok(format!("http://{}", l.local_addr()?))
+}
+
+/// Starts the emulator on `listeners`. Must run inside a tokio runtime; with
+/// `instance_netns`, the netlink socket is opened in the calling thread's
+/// network namespace, which becomes the home of the veth peers.
+pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorError> {
+    let state = State::from_scenario(&config.scenario)?;
+    let settings = config.scenario.settings.clone().unwrap_or_default();
+    let hotplug = match config.instance_netns {
+        Some(fd) => Some(Hotplug::new(fd)?),
+        None => None,
+    };
+    let (tx, rx) = watch::channel(false);
+    let api_base = url_of(&listeners.api)?;
+    let metadata_url = match listeners.metadata.first() {
+        Some(l) => url_of(l)?,
+        None => String::new(),
+    };
+    let info = ready_info(&state, &api_base, &metadata_url);
+    let emu = Emulator::new(state, settings, hotplug, rx.clone());
+    emu.plug_initial();
+
+    let mut tasks = Vec::new();
+    let control = control::router(Arc::clone(&emu));
+    let api_emu = Arc::clone(&emu);
+    tasks.push(tokio::spawn(server::run(
+        listeners.api,
+        move |req: axum::http::Request<axum::body::Body>| {
+            let emu = Arc::clone(&api_emu);
+            let control = control.clone();
+            async move {
+                if req.uri().path().starts_with("/_emulator/") {
+                    match control.oneshot(req).await {
+                        Ok(r) => Ok(r),
+                        Err(never) => match never {},
+                    }
+                } else {
+                    api::handle(emu, req).await
+                }
+            }
+        },
+        rx.clone(),
+    )));
+    for l in listeners.metadata {
+        let md_emu = Arc::clone(&emu);
+        tasks.push(tokio::spawn(server::run(
+            l,
+            move |req| metadata::handle(Arc::clone(&md_emu), req),
+            rx.clone(),
+        )));
+    }
+    tracing::info!(api = %info.api_url, metadata = %info.metadata_url, "ecs-emulator ready");
+    Ok(Running {
+        info,
+        emulator: emu,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+/// Starts the emulator, calls `on_ready` with its ready info, serves until
+/// `shutdown` completes, then stops.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(&ReadyInfo),
+) -> Result<(), EmulatorError> {
+    let running = start(config, listeners)?;
+    on_ready(&running.info);
+    shutdown.await;
+    running.shutdown().await;
+    Ok(())
+}
+
+fn ready_info(st: &State, api_base: &str, metadata_url: &str) -> ReadyInfo {
+    let key = st
+        .access_keys
+        .values()
+        .find(|k| k.kind == KeyKind::Root && k.active)
+        .or_else(|| st.access_keys.values().next());
+    let mut enis: Vec<_> = st.enis.values().collect();
+    enis.sort_by_key(|e| e.seq);
+    let primary = enis
+        .iter()
+        .find(|e| {
+            e.eni_type == "Primary"
+                && e.instance_id.as_deref() == Some(st.metadata_instance_id.as_str())
+        })
+        .map(|e| e.id.clone())
+        .unwrap_or_default();
+    ReadyInfo {
+        api_url: format!("{api_base}/"),
+        metadata_url: metadata_url.to_string(),
+        control_url: format!("{api_base}/_emulator"),
+        access_key_id: key.map(|k| k.id.clone()).unwrap_or_default(),
+        access_key_secret: key.map(|k| k.secret.clone()).unwrap_or_default(),
+        region_id: st.region_id.clone(),
+        instance_id: st.metadata_instance_id.clone(),
+        eni_ids: enis
+            .iter()
+            .filter(|e| e.id != primary)
+            .map(|e| e.id.clone())
+            .collect(),
+        primary_eni_id: primary,
+        enis: enis
+            .iter()
+            .map(|e| EniInfo {
+                id: e.id.clone(),
+                eni_type: e.eni_type.clone(),
+                status: e.status.as_str().to_string(),
+                zone_id: e.zone_id.clone(),
+                vpc_id: e.vpc_id.clone(),
+                vswitch_id: e.vswitch_id.clone(),
+                mac: e.mac.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,175 @@
+//! Hot-plug of ENIs as real NICs: a veth pair whose instance-side end has
+//! the ENI's MAC and `QueueNumber` rx/tx queues is created directly in the
+//! emulated instance's network namespace (`IFLA_NET_NS_FD` on the new link,
+//! like `ip link add eth1 netns X address … numtxqueues N numrxqueues N type
+//! veth peer name emu-pK`); the peer stays in the emulator's own namespace,
+//! out of the agent's way. Unplug deletes the peer, which removes both ends.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+
+/// A hot-plug failure.
+#[derive(Debug, thiserror::Error)]
+pub enum HotplugError {
+    /// Opening the netlink socket failed.
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(#[from] std::io::Error),
+    /// A netlink request failed.
+    #[error("netlink {op} failed: {source}")]
+    Netlink {
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: rtnetlink::Error,
+    },
+    /// The MAC could not be parsed.
+    #[error("invalid MAC {0:?}")]
+    Mac(String),
+}
+
+/// Creates and removes the veth pairs.
+#[derive(Debug)]
+pub struct Hotplug {
+    handle: Handle,
+    target: OwnedFd,
+    counter: AtomicU32,
+    /// ENI id → name of the peer end in the emulator's namespace.
+    peers: Mutex<HashMap<String, String>>,
+}
+
+/// What a plugged NIC looks like.
+#[derive(Debug, Clone)]
+pub struct NicSpec {
+    /// ENI id.
+    pub eni_id: String,
+    /// MAC `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// rx and tx queue count.
+    pub queues: u32,
+    /// Device index (the link is named `eth<index>` when that name is free).
+    pub device_index: u32,
+}
+
+fn parse_mac(mac: &str) -> Result<Vec<u8>, HotplugError> {
+    let bytes: Result<Vec<u8>, _> = mac.split(':').map(|o| u8::from_str_radix(o, 16)).collect();
+    match bytes {
+        Ok(b) if b.len() == 6 => Ok(b),
+        _ => Err(HotplugError::Mac(mac.to_string())),
+    }
+}
+
+impl Hotplug {
+    /// Opens a netlink connection in the current network namespace (the
+    /// emulator's own) that plugs NICs into the namespace `target`. Must be
+    /// called inside a tokio runtime.
+    pub fn new(target: OwnedFd) -> Result<Hotplug, HotplugError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Hotplug {
+            handle,
+            target,
+            counter: AtomicU32::new(0),
+            peers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the NIC of `nic` appear in the instance namespace (replacing a
+    /// previous one of the same ENI).
+    pub async fn plug(&self, nic: &NicSpec) -> Result<String, HotplugError> {
+        self.unplug(&nic.eni_id).await?;
+        let mac = parse_mac(&nic.mac)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let peer = format!("emu-p{n}");
+        let queues = nic.queues.max(1);
+        let mut name = format!("eth{}", nic.device_index);
+        let build = |name: &str| {
+            LinkVeth::new(name, &peer)
+                .address(mac.clone())
+                .setns_by_fd(self.target.as_raw_fd())
+                .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
+                .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
+                .build()
+        };
+        if let Err(e) = self.handle.link().add(build(&name)).execute().await {
+            // The conventional name may be taken in the instance namespace
+            // (a renamed NIC, a leftover): fall back to a unique one.
+            tracing::debug!(%name, error = %e, "veth name taken, using a unique one");
+            name = format!("emu-n{n}");
+            self.handle
+                .link()
+                .add(build(&name))
+                .execute()
+                .await
+                .map_err(|source| HotplugError::Netlink {
+                    op: "veth add",
+                    source,
+                })?;
+        }
+        self.peers().insert(nic.eni_id.clone(), peer.clone());
+        if let Some(index) = self.index_of(&peer).await? {
+            self.handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(|source| HotplugError::Netlink {
+                    op: "peer up",
+                    source,
+                })?;
+        }
+        tracing::info!(eni = %nic.eni_id, %name, %peer, mac = %nic.mac, queues, "NIC hot-plugged");
+        Ok(name)
+    }
+
+    async fn index_of(&self, name: &str) -> Result<Option<u32>, HotplugError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(l)) => Ok(Some(l.header.index)),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc_enodev() => Ok(None),
+            Err(source) => Err(HotplugError::Netlink {
+                op: "link get",
+                source,
+            }),
+        }
+    }
+
+    /// Removes the NIC of `eni_id`, if plugged.
+    pub async fn unplug(&self, eni_id: &str) -> Result<(), HotplugError> {
+        let Some(peer) = self.peers().remove(eni_id) else {
+            return Ok(());
+        };
+        if let Some(index) = self.index_of(&peer).await? {
+            self.handle
+                .link()
+                .del(index)
+                .execute()
+                .await
+                .map_err(|source| HotplugError::Netlink {
+                    op: "veth del",
+                    source,
+                })?;
+            tracing::info!(eni = %eni_id, %peer, "NIC unplugged");
+        }
+        Ok(())
+    }
+}
+
+fn libc_enodev() -> i32 {
+    nix::errno::Errno::ENODEV as i32
+}

@@ -1,0 +1,178 @@
+//! The `ecs-emulator serve` binary: exactly one JSON ready line on stdout,
+//! logs on stderr, the built-in scenario, and `--netns` hot-plug with the
+//! metadata service at 100.100.100.200:80 inside the instance namespace.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+type Rest = std::thread::JoinHandle<String>;
+
+fn spawn(args: &[&str]) -> (Child, Value, Rest) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ecs-emulator");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("ready line");
+    let info: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    child.stdout = None;
+    // Keep reading the rest in the background: nothing else may come.
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        rest
+    });
+    (child, info, rest)
+}
+
+fn stop(mut child: Child, rest: Rest) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    let rest = rest.join().expect("stdout reader");
+    assert!(rest.is_empty(), "more than one line on stdout: {rest:?}");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
+#[test]
+fn serve_prints_one_ready_line() {
+    let (child, info, rest) = spawn(&[]);
+    for key in [
+        "api_url",
+        "metadata_url",
+        "control_url",
+        "access_key_id",
+        "access_key_secret",
+        "region_id",
+        "instance_id",
+        "primary_eni_id",
+    ] {
+        assert!(
+            info[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}: {info}"
+        );
+    }
+    assert_eq!(info["instance_id"], INSTANCE);
+    assert_eq!(info["region_id"], REGION);
+    assert_eq!(info["eni_ids"].as_array().map(Vec::len), Some(4));
+    assert!(
+        info["api_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:"))
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let md = info["metadata_url"].as_str().unwrap_or_default();
+        let r = http
+            .get(format!("{md}/latest/meta-data/instance-id"))
+            .send()
+            .await
+            .expect("metadata");
+        assert_eq!(r.text().await.expect("text"), INSTANCE);
+        let api = info["api_url"].as_str().unwrap_or_default();
+        let r = http
+            .get(format!("{api}?Action=DescribeNetworkInterfaces"))
+            .send()
+            .await
+            .expect("api");
+        assert_eq!(r.status().as_u16(), 400);
+    });
+    let log = stop(child, rest);
+    assert!(
+        log.contains("ecs-emulator ready"),
+        "logs go to stderr: {log}"
+    );
+}
+
+#[test]
+fn serve_rejects_a_bad_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[enis]]\nid = \"eni-x\"\nvswitch_id = \"vsw-none\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
+        .args(["serve", "--scenario"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vsw-none"));
+}
+
+#[test]
+fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
+    in_netns(|| async {
+        let ns = new_instance_netns();
+        let path = format!("/proc/{}/fd/{}", std::process::id(), ns.as_raw_fd());
+        let (child, info, rest) = spawn(&["--netns", &path, "--metadata-in-netns"]);
+        let start = std::time::Instant::now();
+        loop {
+            if links_in(&ns)
+                .await
+                .iter()
+                .any(|l| l.mac == "00:16:3e:10:00:01")
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "primary NIC not plugged"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // 100.100.100.200:80 answers inside the instance namespace.
+        let home = std::fs::File::open("/proc/thread-self/ns/net").expect("own netns");
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("enter instance netns");
+        let stream = std::net::TcpStream::connect(("100.100.100.200", 80));
+        nix::sched::setns(home.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("back");
+        let mut stream = stream.expect("connect to 100.100.100.200:80 inside the instance");
+        stream
+            .write_all(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).expect("read");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.ends_with(INSTANCE), "{resp}");
+        // The API still answers on loopback of the namespace we started it in.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let api = info["api_url"].as_str().unwrap_or_default();
+        let r = http
+            .get(format!("{api}?Action=DescribeNetworkInterfaces"))
+            .send()
+            .await
+            .expect("api");
+        assert_eq!(r.status().as_u16(), 400);
+        stop(child, rest);
+    });
+}
