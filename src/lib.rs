@@ -1,1 +1,2 @@
 //! eni-agent library.
+pub mod plan;
