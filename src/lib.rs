@@ -1,2 +1,3 @@
 //! eni-agent library.
 pub mod plan;
+pub mod tables;
