@@ -229,3 +229,23 @@ pub fn plan(
         rules,
     })
 }
+
+/// `ip address <verb> ...` for logs and errors.
+pub(crate) fn display_addr_cmd(verb: &str, a: &AddressSpec, dev: &str) -> String {
+    display::AddrCmd(verb, a, dev).to_string()
+}
+
+/// `ip route <verb> ...` for logs and errors.
+pub(crate) fn display_route_cmd(verb: &str, r: &RouteSpec, dev: &str) -> String {
+    display::RouteCmd(verb, r, dev).to_string()
+}
+
+/// `ip rule <verb> ...` for logs and errors.
+pub(crate) fn display_rule_cmd(verb: &str, r: &RuleSpec) -> String {
+    display::RuleCmd(verb, r).to_string()
+}
+
+/// `sysctl -w ...` for logs and errors.
+pub(crate) fn display_sysctl_cmd(s: &SysctlSpec, dev: &str) -> String {
+    display::SysctlCmd(s, dev).to_string()
+}
