@@ -210,6 +210,21 @@ impl Converger {
         Ok((me, handle))
     }
 
+    /// Registers `plan` before [`Converger::run`] starts (for ENIs known at
+    /// startup); the first link dump of `run` finds their NICs.
+    pub fn manage(&mut self, plan: Plan) {
+        let id = plan.eni_id.clone();
+        self.enis.insert(
+            id,
+            Managed {
+                plan,
+                ifindex: None,
+                dirty: false,
+                gone: None,
+            },
+        );
+    }
+
     /// Runs until `shutdown` completes. Objects stay configured on shutdown
     /// (stopping the agent never disrupts traffic).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ConvergeError> {
