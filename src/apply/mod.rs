@@ -12,6 +12,8 @@
 
 mod converger;
 mod diff;
+#[cfg(test)]
+mod diff_tests;
 mod observe;
 mod ops;
 

@@ -88,6 +88,15 @@ pub async fn addr_list(handle: &Handle, index: u32) -> Result<Vec<Addr>, Netlink
 
 /// `ip address add <addr>/<len> dev <index> noprefixroute [nodad]`
 pub async fn addr_add(handle: &Handle, index: u32, spec: &AddressSpec) -> Result<(), NetlinkError> {
+    let mut req = handle.address().add(index, spec.addr, spec.prefix_len);
+    *req.message_mut() = addr_message(index, spec);
+    req.execute().await.map_err(|e| {
+        NetlinkError::request(crate::plan::display_addr_cmd("add", spec, &dev(index)), e)
+    })
+}
+
+/// The netlink message for `spec` on `index`, with our flags.
+pub(crate) fn addr_message(index: u32, spec: &AddressSpec) -> AddressMessage {
     let mut msg = match spec.addr {
         IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
             .index(index)
@@ -100,11 +109,7 @@ pub async fn addr_add(handle: &Handle, index: u32, spec: &AddressSpec) -> Result
     };
     msg.attributes
         .push(AddressAttribute::Flags(wanted_flags(spec)));
-    let mut req = handle.address().add(index, spec.addr, spec.prefix_len);
-    *req.message_mut() = msg;
-    req.execute().await.map_err(|e| {
-        NetlinkError::request(crate::plan::display_addr_cmd("add", spec, &dev(index)), e)
-    })
+    msg
 }
 
 /// `ip address del <addr>/<len> dev <index>`

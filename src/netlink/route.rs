@@ -139,7 +139,7 @@ pub async fn route_list(handle: &Handle, ipv6: bool) -> Result<Vec<Route>, Netli
 }
 
 /// The netlink message for `spec` through `oif`, stamped with our protocol.
-fn message(spec: &RouteSpec, oif: u32) -> RouteMessage {
+pub(crate) fn route_message(spec: &RouteSpec, oif: u32) -> RouteMessage {
     let proto = RouteProtocol::Other(ROUTE_PROTOCOL);
     let scope = match spec.scope {
         Scope::Link => RouteScope::Link,
@@ -190,7 +190,7 @@ fn message(spec: &RouteSpec, oif: u32) -> RouteMessage {
 pub async fn route_add(handle: &Handle, spec: &RouteSpec, oif: u32) -> Result<(), NetlinkError> {
     handle
         .route()
-        .add(message(spec, oif))
+        .add(route_message(spec, oif))
         .execute()
         .await
         .map_err(|e| NetlinkError::request(display_route_cmd("add", spec, &dev(oif)), e))
@@ -205,7 +205,7 @@ pub async fn route_replace(
 ) -> Result<(), NetlinkError> {
     handle
         .route()
-        .add(message(spec, oif))
+        .add(route_message(spec, oif))
         .replace()
         .execute()
         .await

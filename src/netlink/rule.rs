@@ -124,6 +124,15 @@ pub async fn rule_list(handle: &Handle, ipv6: bool) -> Result<Vec<Rule>, Netlink
 
 /// `ip rule add [from <src>] lookup <table> [suppress_prefixlength N] pref <P> proto 237`
 pub async fn rule_add(handle: &Handle, spec: &RuleSpec) -> Result<(), NetlinkError> {
+    let mut add = handle.rule().add();
+    *add.message_mut() = rule_message(spec);
+    add.execute()
+        .await
+        .map_err(|e| NetlinkError::request(display_rule_cmd("add", spec), e))
+}
+
+/// The netlink message for `spec`: `action to_tbl`, stamped with our protocol.
+pub(crate) fn rule_message(spec: &RuleSpec) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = if spec.ipv6 {
         AddressFamily::Inet6
@@ -146,11 +155,7 @@ pub async fn rule_add(handle: &Handle, spec: &RuleSpec) -> Result<(), NetlinkErr
     if let Some(s) = spec.suppress_prefixlen {
         m.attributes.push(RuleAttribute::SuppressPrefixLen(s));
     }
-    let mut add = handle.rule().add();
-    *add.message_mut() = m;
-    add.execute()
-        .await
-        .map_err(|e| NetlinkError::request(display_rule_cmd("add", spec), e))
+    m
 }
 
 /// `ip rule del <rule>` (the dumped rule, matched exactly).

@@ -1,0 +1,238 @@
+//! Unit tests of the pure diff: converged state sends nothing, the order
+//! leaves no transient misroute, and only our own objects are touched.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::ethtool::Channels;
+use crate::netlink::{Addr, Link, Route, Rule, addr_message, route_message, rule_message};
+use crate::plan::{
+    self, EniFacts, EniOptions, EniType, IpNet, Plan, RULE_PRIORITY_DEFAULT, RULE_PRIORITY_MAIN,
+    RULE_PRIORITY_SUBNET, SubnetFacts, TABLE_MAIN,
+};
+
+use super::diff::{Foreign, Observed, diff};
+use super::ops::Op;
+
+const IX: u32 = 7;
+
+fn test_plan(default_route: bool) -> Plan {
+    let eni = EniFacts {
+        eni_id: "eni-d".into(),
+        mac: "00:16:3e:00:00:09".parse().expect("mac"),
+        primary_ipv4: Ipv4Addr::new(10, 0, 1, 5),
+        secondary_ipv4: vec![Ipv4Addr::new(10, 0, 1, 6)],
+        ipv6: vec!["2001:db8:1::5".parse().expect("v6")],
+        ipv4_prefixes: vec![],
+        ipv6_prefixes: vec![],
+        queue_number: Some(2),
+        network_card_index: None,
+        eni_type: EniType::Secondary,
+    };
+    let subnet = SubnetFacts {
+        vswitch_cidr: Some("10.0.1.0/24".parse().expect("net")),
+        netmask: None,
+        gateway: Ipv4Addr::new(10, 0, 1, 253),
+        ipv6_gateway: Some("2001:db8:1::fffd".parse().expect("v6")),
+        vswitch_ipv6_cidr: Some("2001:db8:1::/64".parse().expect("net")),
+    };
+    let o = EniOptions {
+        mtu: Some(9000),
+        default_route,
+        ..EniOptions::default()
+    };
+    plan::plan(&eni, &subnet, &o, 10001).expect("valid")
+}
+
+fn link(up: bool, mtu: u32) -> Link {
+    Link {
+        index: IX,
+        name: "eth1".into(),
+        mac: None,
+        perm_mac: None,
+        mtu: Some(mtu),
+        up,
+        kind: None,
+        controller: None,
+    }
+}
+
+fn veth_channels(n: u32) -> Channels {
+    let mut c = Channels::default();
+    (c.max_rx, c.max_tx, c.rx_count, c.tx_count) = (4, 4, n, n);
+    c
+}
+
+/// The kernel exactly as the plan wants it.
+fn converged(p: &Plan) -> Observed {
+    Observed {
+        link: link(true, 9000),
+        addrs: p
+            .addresses
+            .iter()
+            .map(|a| Addr::from_message(&addr_message(IX, a)).expect("addr"))
+            .collect(),
+        routes: p
+            .routes
+            .iter()
+            .map(|r| Route::from_message(&route_message(r, IX)).expect("route"))
+            .collect(),
+        rules: p
+            .rules
+            .iter()
+            .map(|r| Rule::from_message(&rule_message(r)))
+            .collect(),
+        sysctls: p.sysctls.iter().map(|s| (*s, Some(s.value))).collect(),
+        channels: Some(veth_channels(2)),
+    }
+}
+
+/// A freshly plugged NIC: down, nothing configured.
+fn fresh() -> Observed {
+    Observed {
+        link: link(false, 1500),
+        addrs: vec![],
+        routes: vec![],
+        rules: vec![],
+        sysctls: test_plan(false)
+            .sysctls
+            .iter()
+            .map(|s| (*s, Some(s.value + 1)))
+            .collect(),
+        channels: Some(veth_channels(4)),
+    }
+}
+
+fn foreign_route(table: u32) -> Route {
+    let spec = plan::RouteSpec {
+        table,
+        dst: "198.51.100.0/24".parse().expect("net"),
+        gateway: None,
+        pref_src: None,
+        metric: 0,
+        scope: plan::Scope::Link,
+        onlink: false,
+    };
+    let mut m = route_message(&spec, 2);
+    m.header.protocol = rtnetlink::packet_route::route::RouteProtocol::Static;
+    Route::from_message(&m).expect("route")
+}
+
+#[test]
+fn converged_state_sends_nothing() {
+    for default_route in [false, true] {
+        let p = test_plan(default_route);
+        assert_eq!(diff(&p, &converged(&p)), Ok(vec![]));
+    }
+}
+
+#[test]
+fn fresh_nic_gets_everything_in_a_safe_order() {
+    let p = test_plan(true);
+    let ops = diff(&p, &fresh()).expect("no foreign objects");
+    let pos = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).expect("op present");
+    let last = |f: &dyn Fn(&Op) -> bool| ops.iter().rposition(f).expect("op present");
+    let up = pos(&|o| *o == Op::SetUp);
+    // accept_ra=0 and the other sysctls before the link can take an RA.
+    assert!(last(&|o| matches!(o, Op::Sysctl(_))) < up);
+    assert!(pos(&|o| matches!(o, Op::SetMtu(9000))) < up);
+    assert!(pos(&|o| matches!(o, Op::SetChannels { .. })) < up);
+    assert!(up < pos(&|o| matches!(o, Op::AddAddr(_))));
+    // Every table route before the first rule that points at the table.
+    let last_table_route = last(&|o| matches!(o, Op::AddRoute(r) if r.table == p.table));
+    let first_rule = pos(&|o| matches!(o, Op::AddRule(_)));
+    assert!(last_table_route < first_rule);
+    // The subnet route before the default route that needs it.
+    let subnet = pos(&|o| matches!(o, Op::AddRoute(r) if r.dst.prefix_len == 24));
+    let default = pos(
+        &|o| matches!(o, Op::AddRoute(r) if r.dst.prefix_len == 0 && r.table == p.table && r.dst.is_ipv4()),
+    );
+    assert!(subnet < default);
+    // Tiers in order; the main-table default route (option) last of all adds.
+    let prio = |o: &Op| match o {
+        Op::AddRule(r) => Some(r.priority),
+        _ => None,
+    };
+    let prios: Vec<u32> = ops.iter().filter_map(prio).collect();
+    assert!(prios.windows(2).all(|w| w[0] <= w[1]), "{prios:?}");
+    assert_eq!(prios.first(), Some(&RULE_PRIORITY_SUBNET));
+    assert!(prios.contains(&RULE_PRIORITY_MAIN));
+    assert_eq!(prios.last(), Some(&RULE_PRIORITY_DEFAULT));
+    let main_route = pos(&|o| matches!(o, Op::AddRoute(r) if r.table == TABLE_MAIN));
+    assert!(main_route > last(&|o| matches!(o, Op::AddRule(_))));
+    assert_eq!(ops.len(), 4 + 3 + 3 + 6 + 8);
+}
+
+#[test]
+fn foreign_objects_in_the_table_stop_the_apply() {
+    let p = test_plan(false);
+    let mut obs = converged(&p);
+    obs.routes.push(foreign_route(p.table));
+    let Err(Foreign(what)) = diff(&p, &obs) else {
+        panic!("foreign route not reported")
+    };
+    assert!(what[0].contains("198.51.100.0/24"), "{what:?}");
+    // Foreign objects elsewhere are none of our business.
+    let mut obs = converged(&p);
+    obs.routes.push(foreign_route(100));
+    assert_eq!(diff(&p, &obs), Ok(vec![]));
+}
+
+#[test]
+fn stale_and_duplicate_objects_of_ours_are_removed_and_nothing_else() {
+    let p = test_plan(false);
+    let mut obs = converged(&p);
+    // An address the plan no longer has (stays: not ours any more), a rule and
+    // a route of ours for it, and a duplicate of a wanted rule.
+    let old = IpNet::host(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 9)));
+    let mut stale_rule = p.rules[0].clone();
+    stale_rule.src = Some(old);
+    obs.rules
+        .push(Rule::from_message(&rule_message(&stale_rule)));
+    obs.rules
+        .push(Rule::from_message(&rule_message(&p.rules[1])));
+    let mut stale_route = p.routes[0].clone();
+    stale_route.dst = "10.0.9.0/24".parse().expect("net");
+    obs.routes
+        .push(Route::from_message(&route_message(&stale_route, IX)).expect("route"));
+    let ops = diff(&p, &obs).expect("ours only");
+    assert_eq!(ops.len(), 3, "{ops:?}");
+    assert!(matches!(&ops[0], Op::DelRule(r) if r.src == Some(old)));
+    assert!(matches!(&ops[1], Op::DelRule(r) if r.src == p.rules[1].src));
+    assert!(matches!(&ops[2], Op::DelRoute(r) if r.dst == stale_route.dst));
+}
+
+#[test]
+fn drifted_attributes_are_replaced_or_re_added() {
+    let p = test_plan(false);
+    let mut obs = converged(&p);
+    // Our default route now points elsewhere: replace it (never delete + add).
+    let mut wrong = p.routes[1].clone();
+    wrong.gateway = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)));
+    obs.routes[1] = Route::from_message(&route_message(&wrong, IX)).expect("route");
+    // Someone re-added our address without noprefixroute.
+    let mut m = addr_message(IX, &p.addresses[0]);
+    m.attributes.retain(|a| {
+        !matches!(
+            a,
+            rtnetlink::packet_route::address::AddressAttribute::Flags(_)
+        )
+    });
+    obs.addrs[0] = Addr::from_message(&m).expect("addr");
+    obs.channels = Some(veth_channels(4));
+    obs.sysctls[0].1 = Some(0);
+    obs.sysctls[3].1 = None; // not available: skipped
+    let ops = diff(&p, &obs).expect("ours only");
+    assert_eq!(
+        ops,
+        vec![
+            Op::Sysctl(p.sysctls[0]),
+            Op::SetChannels {
+                target: veth_channels(2),
+                clamped_to: None
+            },
+            Op::DelAddr(obs.addrs[0].clone()),
+            Op::AddAddr(p.addresses[0]),
+            Op::ReplaceRoute(p.routes[1].clone()),
+        ]
+    );
+}
