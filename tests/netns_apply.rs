@@ -138,19 +138,25 @@ fn netns_full_configuration_idempotence_and_cleanup() {
             // --- Queues and sysctls ---
             let ch = channels_get("eni1").expect("ethtool -l");
             assert_eq!((ch.rx_count, ch.tx_count, ch.max_rx), (2, 2, 4), "{ch:?}");
-            if let Ok(out) = std::process::Command::new("ethtool")
+            match std::process::Command::new("ethtool")
                 .args(["-l", "eni1"])
                 .output()
             {
-                let text = String::from_utf8_lossy(&out.stdout);
-                let current = text
-                    .split("Current hardware settings:")
-                    .nth(1)
-                    .unwrap_or_default();
-                assert!(
-                    current.contains("RX:\t\t2") && current.contains("TX:\t\t2"),
-                    "{text}"
-                );
+                Ok(out) => {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let current = text
+                        .split("Current hardware settings:")
+                        .nth(1)
+                        .unwrap_or_default();
+                    assert!(
+                        current.contains("RX:\t\t2") && current.contains("TX:\t\t2"),
+                        "{text}"
+                    );
+                }
+                Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("ethtool -l: {e}"),
+                Err(e) => eprintln!(
+                    "ethtool not runnable ({e}): queue counts checked through the ioctl only"
+                ),
             }
             let sys = |p: &str| {
                 std::fs::read_to_string(format!("/proc/sys/net/{p}"))
@@ -229,4 +235,59 @@ fn netns_foreign_table_in_the_way_is_reported_not_overwritten() {
             assert!(ip(&["route", "show", "table", "10001"]).contains("203.0.113.0/24"));
         },
     );
+}
+
+#[test]
+fn netns_no_transient_misroute_while_applying() {
+    in_netns("netns_no_transient_misroute_while_applying", || async {
+        fake_primary();
+        add_nic("eni3", mac(3), 1);
+        let ix = ifindex("eni3");
+        // The kernel's own account of every change, in order.
+        let mut events = netlink::subscribe(Some(8 << 20)).expect("subscribe");
+        let plan = test_plan(3, TABLE, None);
+        let rec = Reconciler::connect().expect("netlink");
+        rec.apply(&plan, ix).await.expect("apply");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut seen = Vec::new();
+        while let Some(ev) = events.next_now() {
+            seen.push(ev);
+        }
+        assert!(!seen.iter().any(|e| matches!(e, netlink::Event::Overrun)));
+        // Never a route through the new NIC in main (the kernel's IPv6
+        // link-local route aside).
+        for e in &seen {
+            if let netlink::Event::NewRoute(r) = e {
+                let link_local = r.dst.to_string() == "fe80::/64";
+                assert!(
+                    r.table != TABLE_MAIN || r.oif != Some(ix) || link_local,
+                    "transient main route through the ENI: {r}"
+                );
+            }
+        }
+        // No rule pointing at the table before the table's last route.
+        let last_route = seen
+            .iter()
+            .rposition(|e| matches!(e, netlink::Event::NewRoute(r) if r.table == TABLE))
+            .expect("table routes were added");
+        let first_rule = seen
+            .iter()
+            .position(|e| matches!(e, netlink::Event::NewRule(r) if r.table == TABLE))
+            .expect("rules were added");
+        assert!(
+            last_route < first_rule,
+            "a rule existed before its table was complete"
+        );
+        // The link came up before any address, so no address sat on a down link
+        // waiting to produce routes later.
+        let up = seen
+            .iter()
+            .position(|e| matches!(e, netlink::Event::NewLink(l) if l.index == ix && l.up))
+            .expect("link up event");
+        let first_addr = seen
+            .iter()
+            .position(|e| matches!(e, netlink::Event::NewAddr(a) if a.index == ix && !a.addr.to_string().starts_with("fe80")))
+            .expect("address events");
+        assert!(up < first_addr);
+    });
 }

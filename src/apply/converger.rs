@@ -73,6 +73,8 @@ pub enum ConvergeEvent {
         ifindex: u32,
         /// The operations sent.
         ops: Vec<String>,
+        /// Things a person should know (clamped queues, foreign rules in the way).
+        warnings: Vec<String>,
     },
     /// An apply failed; it is retried.
     Failed {
@@ -163,6 +165,10 @@ struct Managed {
     plan: Plan,
     ifindex: Option<u32>,
     dirty: bool,
+    /// Consecutive failed applies (for the backoff).
+    failures: u32,
+    /// No apply before this instant (backoff after failures).
+    not_before: Option<Instant>,
     /// Set when the link went away: its leftovers still need cleaning.
     gone: Option<u32>,
 }
@@ -220,6 +226,8 @@ impl Converger {
                 plan,
                 ifindex: None,
                 dirty: false,
+                failures: 0,
+                not_before: None,
                 gone: None,
             },
         );
@@ -399,10 +407,21 @@ impl Converger {
             let (Some(ix), true) = (m.ifindex, m.dirty) else {
                 continue;
             };
+            let wait = m.not_before.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            if !wait.is_zero() {
+                retry = Some(retry.map_or(wait, |r| r.min(wait)));
+                continue;
+            }
             m.dirty = false;
             let plan = m.plan.clone();
             match self.reconciler.apply(&plan, ix).await {
                 Ok(report) => {
+                    if let Some(m) = self.enis.get_mut(&id) {
+                        m.failures = 0;
+                        m.not_before = None;
+                    }
                     if !report.ops.is_empty() {
                         tracing::info!(eni = %id, ifindex = ix, ops = report.ops.len(), "converged");
                     }
@@ -410,6 +429,7 @@ impl Converger {
                         eni_id: id.clone(),
                         ifindex: ix,
                         ops: report.ops,
+                        warnings: report.warnings,
                     });
                 }
                 Err(ApplyError::LinkGone { .. }) => {
@@ -420,9 +440,13 @@ impl Converger {
                     retry = Some(Duration::ZERO);
                 }
                 Err(e) => {
-                    let delay = match e {
-                        ApplyError::Renamed { .. } => Duration::from_millis(50),
-                        _ => self.cfg.retry_delay,
+                    let failures = self.enis.get(&id).map_or(0, |m| m.failures);
+                    let renamed = matches!(e, ApplyError::Renamed { .. });
+                    // After a rename the new name arrives with the next link event.
+                    let delay = if renamed {
+                        Duration::from_millis(50)
+                    } else {
+                        backoff(self.cfg.retry_delay, failures)
                     };
                     tracing::warn!(eni = %id, ifindex = ix, "apply failed: {e}; retrying in {delay:?}");
                     self.emit(ConvergeEvent::Failed {
@@ -432,6 +456,10 @@ impl Converger {
                     });
                     if let Some(m) = self.enis.get_mut(&id) {
                         m.dirty = true;
+                        if !renamed {
+                            m.failures = m.failures.saturating_add(1);
+                        }
+                        m.not_before = Some(Instant::now() + delay);
                     }
                     retry = Some(retry.map_or(delay, |r| r.min(delay)));
                 }
@@ -468,6 +496,8 @@ impl Converger {
                         if let Some(m) = self.enis.get_mut(&id) {
                             m.plan = plan;
                             m.dirty = true;
+                            m.failures = 0;
+                            m.not_before = None;
                         }
                     }
                     None => {
@@ -478,6 +508,8 @@ impl Converger {
                                 plan,
                                 ifindex: None,
                                 dirty: false,
+                                failures: 0,
+                                not_before: None,
                                 gone: None,
                             },
                         );
@@ -508,5 +540,27 @@ impl Converger {
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+/// `base`, doubled per consecutive failure, at most [`MAX_BACKOFF`].
+fn backoff(base: Duration, failures: u32) -> Duration {
+    base.saturating_mul(1u32 << failures.min(10))
+        .min(MAX_BACKOFF)
+}
+
+/// The longest wait between retries of a failing apply.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Duration::from_secs(1);
+        assert_eq!(backoff(b, 0), b);
+        assert_eq!(backoff(b, 3), Duration::from_secs(8));
+        assert_eq!(backoff(b, 40), MAX_BACKOFF);
     }
 }

@@ -137,3 +137,29 @@ pub fn diff(plan: &Plan, obs: &Observed) -> Result<Vec<Op>, Foreign> {
     }
     Ok(ops)
 }
+
+/// Rules eni-agent does not own that the kernel consults before (or together
+/// with) one of ours for the same sources, so traffic may not follow the plan.
+/// Reported, never changed. The `local` table rule and a foreign copy of the
+/// `lookup main suppress_prefixlength 0` rule are harmless and not reported.
+pub fn rules_in_the_way(plan: &Plan, obs: &Observed) -> Vec<String> {
+    const TABLE_LOCAL: u32 = 255;
+    let overlaps = |a: Option<crate::plan::IpNet>, b: Option<crate::plan::IpNet>| match (a, b) {
+        (None, _) | (_, None) => true,
+        (Some(a), Some(b)) => a.contains_net(&b) || b.contains_net(&a),
+    };
+    obs.rules
+        .iter()
+        .filter(|r| !r.is_ours() && r.lookup && !r.other_selectors && r.table != TABLE_LOCAL)
+        .filter(|r| !(r.table == TABLE_MAIN && r.suppress_prefixlen == Some(0)))
+        .filter(|r| {
+            plan.rules.iter().any(|s| {
+                s.src.is_some()
+                    && s.ipv6 == r.ipv6
+                    && r.priority <= s.priority
+                    && overlaps(r.src, s.src)
+            })
+        })
+        .map(|r| format!("rule `{r}` is not eni-agent's and is consulted before the ENI's rules for the same sources"))
+        .collect()
+}

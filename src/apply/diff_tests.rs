@@ -236,3 +236,30 @@ fn drifted_attributes_are_replaced_or_re_added() {
         ]
     );
 }
+
+#[test]
+fn foreign_rules_in_the_way_are_reported() {
+    let p = test_plan(false);
+    let mut obs = converged(&p);
+    let foreign = |spec: &plan::RuleSpec| {
+        let mut m = rule_message(spec);
+        m.attributes
+            .retain(|a| !matches!(a, rtnetlink::packet_route::rule::RuleAttribute::Protocol(_)));
+        Rule::from_message(&m)
+    };
+    // Harmless: a foreign copy of the main rule, and rules for other sources.
+    obs.rules.push(foreign(&p.rules[3]));
+    let mut other = p.rules[0].clone();
+    other.src = Some("192.0.2.9/32".parse().expect("net"));
+    other.table = 100;
+    obs.rules.push(foreign(&other));
+    assert!(super::diff::rules_in_the_way(&p, &obs).is_empty());
+    // In the way: `from all lookup main` before our default tier.
+    let mut all_main = p.rules[3].clone();
+    all_main.suppress_prefixlen = None;
+    all_main.priority = 1000;
+    obs.rules.push(foreign(&all_main));
+    let w = super::diff::rules_in_the_way(&p, &obs);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("1000: from all lookup 254"), "{w:?}");
+}

@@ -27,7 +27,7 @@ use crate::plan::{AddressSpec, Plan, TABLE_MAIN};
 use crate::sysctl::{Sysctl, SysctlError};
 
 pub use converger::{ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle};
-pub use diff::{Foreign, Observed, diff};
+pub use diff::{Foreign, Observed, diff, rules_in_the_way};
 pub use ops::{Op, OpCmd};
 
 /// Applying a plan failed; what was sent before the failure stays.
@@ -127,7 +127,10 @@ impl Reconciler {
             foreign,
         })?;
         let name = obs.link.name.clone();
-        let mut report = ApplyReport::default();
+        let mut report = ApplyReport {
+            warnings: rules_in_the_way(plan, &obs),
+            ..ApplyReport::default()
+        };
         for op in &ops {
             let cmd = OpCmd(op, &name).to_string();
             tracing::debug!(eni = %plan.eni_id, ifindex = index, "{cmd}");
@@ -154,10 +157,34 @@ impl Reconciler {
             }
             report.ops.push(cmd);
         }
-        for w in &report.warnings {
-            tracing::warn!(eni = %plan.eni_id, "{w}");
+        // Only when something changed: a converged NIC stays quiet.
+        if !report.ops.is_empty() {
+            for w in &report.warnings {
+                tracing::warn!(eni = %plan.eni_id, "{w}");
+            }
         }
         Ok(report)
+    }
+
+    /// Table numbers that routes and rules eni-agent does not own refer to
+    /// (besides main, local and default): pass them to
+    /// [`crate::tables::TableAllocator::allocate`] so a new ENI never gets one.
+    pub async fn foreign_tables(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
+        let mut out = std::collections::BTreeSet::new();
+        for v6 in [false, true] {
+            for r in route_list(&self.handle, v6).await? {
+                if !r.is_ours() {
+                    out.insert(r.table);
+                }
+            }
+            for r in rule_list(&self.handle, v6).await? {
+                if !r.is_ours() && r.lookup {
+                    out.insert(r.table);
+                }
+            }
+        }
+        out.retain(|t| !matches!(t, 0 | 253..=255));
+        Ok(out)
     }
 
     async fn execute(&self, op: &Op, index: u32, name: &str) -> Result<(), ApplyError> {
