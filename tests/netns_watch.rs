@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use eni_agent::apply::{ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, Reconciler};
+use eni_agent::plan::EniOptions;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
@@ -146,7 +147,11 @@ fn ifindex_of(name: &str) -> u32 {
 fn netns_watch_drift_repair_for_each_object_type() {
     in_netns("netns_watch_drift_repair_for_each_object_type", || async {
         fake_primary();
-        let plan = test_plan(5, TABLE, None);
+        let options = EniOptions {
+            mtu: Some(9000),
+            ..EniOptions::default()
+        };
+        let plan = test_plan_with(5, TABLE, None, &options);
         add_nic("eni5", mac(5), 1);
         let (mut conv, handle) = Converger::new(cfg()).expect("converger");
         conv.manage(plan.clone());
@@ -207,6 +212,7 @@ fn netns_watch_drift_repair_for_each_object_type() {
             ),
             ("main rule", &["rule", "del", "pref", "20200"]),
             ("link up", &["link", "set", "eni5", "down"]),
+            ("MTU", &["link", "set", "eni5", "mtu", "1400"]),
             ("address flush", &["address", "flush", "dev", "eni5"]),
         ];
         for (what, cmd) in drifts {
@@ -337,6 +343,43 @@ fn netns_watch_ignores_stacked_devices_sharing_the_mac() {
             let rec = Reconciler::connect().expect("netlink");
             wait_converged(&rec, &plan, "eni8", LONG).await;
             assert!(!ip(&["address", "show", "dev", "mv8"]).contains("10.0.8."));
+            run.shutdown().await;
+        },
+    );
+}
+
+#[test]
+fn netns_watch_periodic_resync_repairs_sysctls_and_queues() {
+    // Sysctl and channel changes raise no rtnetlink event: the periodic,
+    // level-triggered resync is what repairs them.
+    in_netns(
+        "netns_watch_periodic_resync_repairs_sysctls_and_queues",
+        || async {
+            fake_primary();
+            let plan = test_plan(9, TABLE, Some(2));
+            add_nic("eni9", mac(9), 4);
+            let cfg = ConvergerConfig {
+                resync_interval: Duration::from_millis(300),
+                ..cfg()
+            };
+            let (mut conv, handle) = Converger::new(cfg).expect("converger");
+            conv.manage(plan.clone());
+            let mut run = start(conv, handle);
+            let rec = Reconciler::connect().expect("netlink");
+            wait_converged(&rec, &plan, "eni9", LONG).await;
+            std::fs::write("/proc/sys/net/ipv4/conf/eni9/rp_filter", "0\n").expect("sysctl write");
+            std::fs::write("/proc/sys/net/ipv6/conf/eni9/accept_ra", "1\n").expect("sysctl write");
+            let mut ch = eni_agent::ethtool::channels_get("eni9").expect("ethtool -l");
+            (ch.rx_count, ch.tx_count) = (4, 4);
+            eni_agent::ethtool::channels_set("eni9", &ch).expect("ethtool -L");
+            run.wait_for("Resynced{periodic}", |e| {
+                *e == ConvergeEvent::Resynced { reason: "periodic" }
+            })
+            .await;
+            let took = wait_converged(&rec, &plan, "eni9", LONG).await;
+            assert!(took < Duration::from_secs(2), "repaired in {took:?}");
+            let ch = eni_agent::ethtool::channels_get("eni9").expect("ethtool -l");
+            assert_eq!((ch.rx_count, ch.tx_count), (2, 2));
             run.shutdown().await;
         },
     );

@@ -220,8 +220,13 @@ pub fn facts(n: u8, queues: Option<u32>) -> (EniFacts, SubnetFacts) {
 
 /// The plan for test ENI `n` in table `table`.
 pub fn test_plan(n: u8, table: u32, queues: Option<u32>) -> Plan {
+    test_plan_with(n, table, queues, &EniOptions::default())
+}
+
+/// The plan for test ENI `n` with `options`.
+pub fn test_plan_with(n: u8, table: u32, queues: Option<u32>, options: &EniOptions) -> Plan {
     let (e, s) = facts(n, queues);
-    plan::plan(&e, &s, &EniOptions::default(), table).expect("valid test facts")
+    plan::plan(&e, &s, options, table).expect("valid test facts")
 }
 
 /// The operations still needed to converge `plan` on `index` (read-only).
