@@ -65,7 +65,7 @@ fn veth_channels(n: u32) -> Channels {
 /// The kernel exactly as the plan wants it.
 fn converged(p: &Plan) -> Observed {
     Observed {
-        link: link(true, 9000),
+        link: link(true, p.mtu.unwrap_or(1500)),
         addrs: p
             .addresses
             .iter()
@@ -82,7 +82,7 @@ fn converged(p: &Plan) -> Observed {
             .map(|r| Rule::from_message(&rule_message(r)))
             .collect(),
         sysctls: p.sysctls.iter().map(|s| (*s, Some(s.value))).collect(),
-        channels: Some(veth_channels(2)),
+        channels: Some(veth_channels(p.queues.unwrap_or(2).min(4))),
     }
 }
 
@@ -262,4 +262,57 @@ fn foreign_rules_in_the_way_are_reported() {
     let w = super::diff::rules_in_the_way(&p, &obs);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("1000: from all lookup 254"), "{w:?}");
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any valid plan, applied, diffs to nothing; its rules only point
+        /// at tables the plan fills (or main).
+        #[test]
+        fn any_valid_plan_converges_to_zero_ops(
+            secondaries in 0u8..6,
+            v6 in 0u16..3,
+            v4_prefix in any::<bool>(),
+            v6_prefix in any::<bool>(),
+            default_route in any::<bool>(),
+            mtu in proptest::option::of(1280u32..9001),
+            queues in proptest::option::of(1u32..=2048),
+            table in 256u32..100_000,
+        ) {
+            let eni = EniFacts {
+                eni_id: "eni-p".into(),
+                mac: "00:16:3e:00:00:0a".parse().expect("mac"),
+                primary_ipv4: Ipv4Addr::new(10, 1, 0, 5),
+                secondary_ipv4: (0..secondaries).map(|i| Ipv4Addr::new(10, 1, 0, 10 + i)).collect(),
+                ipv6: (0..v6).map(|i| std::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 5 + i)).collect(),
+                ipv4_prefixes: if v4_prefix { vec!["10.1.0.64/28".parse().expect("net")] } else { vec![] },
+                ipv6_prefixes: if v6_prefix { vec!["2001:db8:9:0:1::/80".parse().expect("net")] } else { vec![] },
+                queue_number: queues,
+                network_card_index: Some(1),
+                eni_type: EniType::Secondary,
+            };
+            let subnet = SubnetFacts {
+                vswitch_cidr: Some("10.1.0.0/24".parse().expect("net")),
+                netmask: None,
+                gateway: Ipv4Addr::new(10, 1, 0, 253),
+                ipv6_gateway: Some("2001:db8:9::fffd".parse().expect("v6")),
+                vswitch_ipv6_cidr: Some("2001:db8:9::/64".parse().expect("net")),
+            };
+            let o = EniOptions { mtu, default_route, ..EniOptions::default() };
+            let p = plan::plan(&eni, &subnet, &o, table).expect("valid by construction");
+            prop_assert_eq!(diff(&p, &converged(&p)), Ok(vec![]));
+            for r in &p.rules {
+                let filled = r.table == TABLE_MAIN
+                    || p.routes.iter().any(|rt| rt.table == r.table && rt.dst.is_ipv4() != r.ipv6);
+                prop_assert!(filled, "rule {:?} points at an empty table", r);
+            }
+            prop_assert!(p.routes.iter().all(|r| r.table == table || (default_route && r.table == TABLE_MAIN)));
+            prop_assert_eq!(p.to_string().lines().filter(|l| l.starts_with("ip ")).count(),
+                1 + p.mtu.iter().count() + p.addresses.len() + p.routes.len() + p.rules.len());
+        }
+    }
 }
