@@ -104,6 +104,20 @@ fn netns_watch_links_before_during_and_after_start() {
                 ip(&["route", "get", "192.0.2.1", "from", "10.0.3.6"])
                     .contains("dev after3 table 10003")
             );
+            // The daemon's view: every ENI found and converged.
+            let deadline = tokio::time::Instant::now() + LONG;
+            loop {
+                let st = run.handle.status().await.expect("status");
+                if st.len() == 3 && st.values().all(|s| s.converged && s.ifindex.is_some()) {
+                    assert_eq!(st["eni-test2"].ifindex, Some(ifindex("during2")));
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "status never converged: {st:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             run.shutdown().await;
         },
     );

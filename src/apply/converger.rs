@@ -124,6 +124,18 @@ pub enum ConvergeError {
 enum Command {
     Manage(Box<Plan>, oneshot::Sender<()>),
     Release(String, oneshot::Sender<Result<Vec<String>, ConvergeError>>),
+    Status(oneshot::Sender<BTreeMap<String, EniStatus>>),
+}
+
+/// Where one managed ENI stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniStatus {
+    /// The NIC's ifindex, once found.
+    pub ifindex: Option<u32>,
+    /// The last apply succeeded and nothing has been seen to drift since.
+    pub converged: bool,
+    /// The last apply's error, if it failed.
+    pub last_error: Option<String>,
 }
 
 /// Cheap, cloneable control of a running [`Converger`].
@@ -159,6 +171,16 @@ impl ConvergerHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<ConvergeEvent> {
         self.events.subscribe()
     }
+
+    /// The state of every managed ENI (for `eni-agent status`).
+    pub async fn status(&self) -> Result<BTreeMap<String, EniStatus>, ConvergeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Status(tx))
+            .await
+            .map_err(|_| ConvergeError::Stopped)?;
+        rx.await.map_err(|_| ConvergeError::Stopped)
+    }
 }
 
 struct Managed {
@@ -171,9 +193,50 @@ struct Managed {
     not_before: Option<Instant>,
     /// Set when the link went away: its leftovers still need cleaning.
     gone: Option<u32>,
+    /// The last apply's error.
+    last_error: Option<String>,
 }
 
 /// The convergence loop; see the module documentation.
+///
+/// How the daemon drives it:
+///
+/// ```no_run
+/// use eni_agent::apply::{ConvergeEvent, Converger, ConvergerConfig, Reconciler};
+/// use eni_agent::plan::{self, EniFacts, EniOptions, SubnetFacts};
+/// use eni_agent::tables::{DEFAULT_TABLE_RANGE, TableAllocator};
+///
+/// # async fn daemon(eni: EniFacts, subnet: SubnetFacts) -> Result<(), Box<dyn std::error::Error>> {
+/// // Subscribes to rtnetlink events now, before anything is dumped.
+/// let (converger, handle) = Converger::new(ConvergerConfig::default())?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let task = tokio::spawn(converger.run(async {
+///     let _ = stopped.await;
+/// }));
+///
+/// // A stable table for the ENI, avoiding tables others use.
+/// let mut tables = TableAllocator::load("/var/lib/eni-agent/tables.json", DEFAULT_TABLE_RANGE)?;
+/// let in_use = Reconciler::connect()?.foreign_tables().await?;
+/// let table = tables.allocate(&eni.eni_id, &in_use)?.table;
+///
+/// let plan = plan::plan(&eni, &subnet, &EniOptions::default(), table)?;
+/// print!("{plan}"); // what `eni-agent plan` shows
+/// let mut events = handle.subscribe();
+/// handle.manage(plan).await?; // the NIC may appear before or after this
+/// while let Ok(ev) = events.recv().await {
+///     if matches!(&ev, ConvergeEvent::Converged { eni_id, .. } if *eni_id == eni.eni_id) {
+///         break;
+///     }
+/// }
+///
+/// // On detach: remove the ENI's rules, routes and addresses, then forget its table.
+/// handle.release(&eni.eni_id).await?;
+/// tables.release(&eni.eni_id)?;
+/// let _ = stop.send(());
+/// task.await??;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Converger {
     reconciler: Reconciler,
     events: EventStream,
@@ -229,6 +292,7 @@ impl Converger {
                 failures: 0,
                 not_before: None,
                 gone: None,
+                last_error: None,
             },
         );
     }
@@ -421,6 +485,7 @@ impl Converger {
                     if let Some(m) = self.enis.get_mut(&id) {
                         m.failures = 0;
                         m.not_before = None;
+                        m.last_error = None;
                     }
                     if !report.ops.is_empty() {
                         tracing::info!(eni = %id, ifindex = ix, ops = report.ops.len(), "converged");
@@ -460,6 +525,7 @@ impl Converger {
                             m.failures = m.failures.saturating_add(1);
                         }
                         m.not_before = Some(Instant::now() + delay);
+                        m.last_error = Some(e.to_string());
                     }
                     retry = Some(retry.map_or(delay, |r| r.min(delay)));
                 }
@@ -511,6 +577,7 @@ impl Converger {
                                 failures: 0,
                                 not_before: None,
                                 gone: None,
+                                last_error: None,
                             },
                         );
                         match link_list(self.reconciler.handle()).await {
@@ -538,6 +605,21 @@ impl Converger {
                         .map_err(ConvergeError::from),
                 };
                 let _ = reply.send(result);
+            }
+            Command::Status(reply) => {
+                let status = self
+                    .enis
+                    .iter()
+                    .map(|(id, m)| {
+                        let st = EniStatus {
+                            ifindex: m.ifindex,
+                            converged: m.ifindex.is_some() && !m.dirty && m.last_error.is_none(),
+                            last_error: m.last_error.clone(),
+                        };
+                        (id.clone(), st)
+                    })
+                    .collect();
+                let _ = reply.send(status);
             }
         }
     }

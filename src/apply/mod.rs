@@ -26,7 +26,9 @@ use crate::netlink::{
 use crate::plan::{AddressSpec, Plan, TABLE_MAIN};
 use crate::sysctl::{Sysctl, SysctlError};
 
-pub use converger::{ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle};
+pub use converger::{
+    ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, EniStatus,
+};
 pub use diff::{Foreign, Observed, diff, rules_in_the_way};
 pub use ops::{Op, OpCmd};
 
