@@ -138,3 +138,63 @@ pub async fn link_set_mtu(handle: &Handle, index: u32, mtu: u32) -> Result<(), N
         .await
         .map_err(|e| NetlinkError::request(format!("ip link set dev {} mtu {mtu}", dev(index)), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(kind: Option<&str>, mac: u8, perm: Option<u8>, controller: Option<u32>) -> Link {
+        let m = |b| MacAddr([0, 0x16, 0x3e, 0, 0, b]);
+        Link {
+            index: 3,
+            name: "x".into(),
+            mac: Some(m(mac)),
+            perm_mac: perm.map(m),
+            mtu: None,
+            up: false,
+            kind: kind.map(str::to_owned),
+            controller,
+        }
+    }
+
+    #[test]
+    fn matches_by_permanent_mac_and_skips_stacked_devices() {
+        let want = MacAddr([0, 0x16, 0x3e, 0, 0, 1]);
+        assert!(link(None, 1, None, None).is_nic_with_mac(want));
+        assert!(link(Some("veth"), 1, None, None).is_nic_with_mac(want));
+        // The permanent address decides where the driver reports one.
+        assert!(link(None, 9, Some(1), None).is_nic_with_mac(want));
+        assert!(!link(None, 1, Some(9), None).is_nic_with_mac(want));
+        for kind in [
+            "vlan", "bond", "bridge", "macvlan", "macvtap", "ipvlan", "ipvtap", "team",
+        ] {
+            assert!(
+                !link(Some(kind), 1, None, None).is_nic_with_mac(want),
+                "{kind}"
+            );
+        }
+        // An enslaved port (bond/bridge member) is not configured either.
+        assert!(!link(None, 1, None, Some(7)).is_nic_with_mac(want));
+    }
+
+    #[test]
+    fn parses_a_link_message() {
+        let mut m = LinkMessage::default();
+        m.header.index = 4;
+        m.header.flags = LinkFlags::Up;
+        m.attributes = vec![
+            LinkAttribute::IfName("ens6".into()),
+            LinkAttribute::Address(vec![0, 0x16, 0x3e, 0, 0, 1]),
+            LinkAttribute::PermAddress(vec![0; 6]),
+            LinkAttribute::Mtu(9000),
+            LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let l = Link::from_message(&m);
+        assert_eq!(
+            (l.index, l.name.as_str(), l.mtu, l.up),
+            (4, "ens6", Some(9000), true)
+        );
+        assert_eq!(l.perm_mac, None, "an all-zero permanent address means none");
+        assert_eq!(l.kind.as_deref(), Some("veth"));
+    }
+}
