@@ -90,7 +90,7 @@ fn netns_watch_links_before_during_and_after_start() {
             add_nic("before1", mac(1), 1); // before the subscription
             let (mut conv, handle) = Converger::new(cfg()).expect("converger");
             for p in &plans[..2] {
-                conv.manage(p.clone());
+                conv.manage(p.clone()).expect("no conflict");
             }
             add_nic("during2", mac(2), 1); // subscribed, not yet dumped
             let run = start(conv, handle);
@@ -103,6 +103,24 @@ fn netns_watch_links_before_during_and_after_start() {
             assert!(
                 ip(&["route", "get", "192.0.2.1", "from", "10.0.3.6"])
                     .contains("dev after3 table 10003")
+            );
+            // Two ENIs can never share a MAC or a table.
+            let mut same_mac = plans[0].clone();
+            same_mac.eni_id = "eni-other".into();
+            same_mac.table = 10099;
+            let err = run.handle.manage(same_mac).await.expect_err("MAC conflict");
+            assert!(err.to_string().contains("MAC 00:16:3e:00:00:01"), "{err}");
+            let mut same_table = test_plan(10, 10002, None);
+            same_table.eni_id = "eni-other".into();
+            let err = run
+                .handle
+                .manage(same_table)
+                .await
+                .expect_err("table conflict");
+            assert!(
+                err.to_string()
+                    .contains("routing table 10002 is already used by eni-test2"),
+                "{err}"
             );
             // The daemon's view: every ENI found and converged.
             let deadline = tokio::time::Instant::now() + LONG;
@@ -168,7 +186,7 @@ fn netns_watch_drift_repair_for_each_object_type() {
         let plan = test_plan_with(5, TABLE, None, &options);
         add_nic("eni5", mac(5), 1);
         let (mut conv, handle) = Converger::new(cfg()).expect("converger");
-        conv.manage(plan.clone());
+        conv.manage(plan.clone()).expect("no conflict");
         let run = start(conv, handle);
         let rec = Reconciler::connect().expect("netlink");
         wait_converged(&rec, &plan, "eni5", LONG).await;
@@ -253,7 +271,7 @@ fn netns_watch_enobufs_triggers_a_full_resync() {
             ..cfg()
         };
         let (mut conv, handle) = Converger::new(cfg).expect("converger");
-        conv.manage(plan.clone());
+        conv.manage(plan.clone()).expect("no conflict");
         let mut run = start(conv, handle);
         let rec = Reconciler::connect().expect("netlink");
         wait_converged(&rec, &plan, "eni6", LONG).await;
@@ -292,7 +310,7 @@ fn netns_watch_link_removal_replug_and_release() {
         let plan = test_plan(7, TABLE, None);
         add_nic("eni7", mac(7), 1);
         let (mut conv, handle) = Converger::new(cfg()).expect("converger");
-        conv.manage(plan.clone());
+        conv.manage(plan.clone()).expect("no conflict");
         let mut run = start(conv, handle);
         let rec = Reconciler::connect().expect("netlink");
         wait_converged(&rec, &plan, "eni7", LONG).await;
@@ -337,7 +355,7 @@ fn netns_watch_ignores_stacked_devices_sharing_the_mac() {
             ip(&["link", "add", "br8", "address", &m, "type", "bridge"]);
             let plan = test_plan(8, TABLE, None);
             let (mut conv, handle) = Converger::new(cfg()).expect("converger");
-            conv.manage(plan.clone());
+            conv.manage(plan.clone()).expect("no conflict");
             let mut run = start(conv, handle);
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(
@@ -377,7 +395,7 @@ fn netns_watch_periodic_resync_repairs_sysctls_and_queues() {
                 ..cfg()
             };
             let (mut conv, handle) = Converger::new(cfg).expect("converger");
-            conv.manage(plan.clone());
+            conv.manage(plan.clone()).expect("no conflict");
             let mut run = start(conv, handle);
             let rec = Reconciler::connect().expect("netlink");
             wait_converged(&rec, &plan, "eni9", LONG).await;

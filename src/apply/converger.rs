@@ -110,6 +110,16 @@ pub enum ConvergeError {
     /// Cleanup of a released ENI was incomplete.
     #[error(transparent)]
     Cleanup(#[from] CleanupError),
+    /// Two managed ENIs would share a MAC or a routing table.
+    #[error("{eni_id} cannot be managed: its {what} is already used by {other}")]
+    Conflict {
+        /// The ENI refused.
+        eni_id: String,
+        /// The managed ENI it collides with.
+        other: String,
+        /// `MAC 00:16:3e:..` or `routing table N`.
+        what: String,
+    },
     /// `release` of an ENI that is not managed.
     #[error("{0} is not managed by the converger")]
     UnknownEni(String),
@@ -122,7 +132,7 @@ pub enum ConvergeError {
 }
 
 enum Command {
-    Manage(Box<Plan>, oneshot::Sender<()>),
+    Manage(Box<Plan>, oneshot::Sender<Result<(), ConvergeError>>),
     Release(String, oneshot::Sender<Result<Vec<String>, ConvergeError>>),
     Status(oneshot::Sender<BTreeMap<String, EniStatus>>),
 }
@@ -154,7 +164,7 @@ impl ConvergerHandle {
             .send(Command::Manage(Box::new(plan), tx))
             .await
             .map_err(|_| ConvergeError::Stopped)?;
-        rx.await.map_err(|_| ConvergeError::Stopped)
+        rx.await.map_err(|_| ConvergeError::Stopped)?
     }
 
     /// Stops managing the ENI and cleans up its objects; returns what was removed.
@@ -281,7 +291,8 @@ impl Converger {
 
     /// Registers `plan` before [`Converger::run`] starts (for ENIs known at
     /// startup); the first link dump of `run` finds their NICs.
-    pub fn manage(&mut self, plan: Plan) {
+    pub fn manage(&mut self, plan: Plan) -> Result<(), ConvergeError> {
+        self.check_conflicts(&plan)?;
         let id = plan.eni_id.clone();
         self.enis.insert(
             id,
@@ -295,6 +306,31 @@ impl Converger {
                 last_error: None,
             },
         );
+        Ok(())
+    }
+
+    /// Refuses a plan whose MAC or table another managed ENI already has:
+    /// both would fight over one NIC or delete each other's routes.
+    fn check_conflicts(&self, plan: &Plan) -> Result<(), ConvergeError> {
+        let clash = self.enis.iter().find_map(|(id, m)| {
+            if *id == plan.eni_id {
+                None
+            } else if m.plan.mac == plan.mac {
+                Some((id, format!("MAC {}", plan.mac)))
+            } else if m.plan.table == plan.table {
+                Some((id, format!("routing table {}", plan.table)))
+            } else {
+                None
+            }
+        });
+        match clash {
+            None => Ok(()),
+            Some((other, what)) => Err(ConvergeError::Conflict {
+                eni_id: plan.eni_id.clone(),
+                other: other.clone(),
+                what,
+            }),
+        }
     }
 
     /// Runs until `shutdown` completes. Objects stay configured on shutdown
@@ -354,6 +390,8 @@ impl Converger {
         if let Some(m) = self.enis.get_mut(eni_id) {
             m.ifindex = Some(link.index);
             m.dirty = true;
+            m.failures = 0;
+            m.not_before = None;
             tracing::info!(eni = eni_id, ifindex = link.index, name = %link.name, "found the ENI's NIC");
             let ev = ConvergeEvent::Bound {
                 eni_id: eni_id.to_owned(),
@@ -538,6 +576,10 @@ impl Converger {
         match cmd {
             Command::Manage(plan, ack) => {
                 let plan = *plan;
+                if let Err(e) = self.check_conflicts(&plan) {
+                    let _ = ack.send(Err(e));
+                    return;
+                }
                 let id = plan.eni_id.clone();
                 match self.enis.get_mut(&id) {
                     Some(m) => {
@@ -593,7 +635,7 @@ impl Converger {
                         }
                     }
                 }
-                let _ = ack.send(());
+                let _ = ack.send(Ok(()));
             }
             Command::Release(id, reply) => {
                 let result = match self.enis.remove(&id) {
