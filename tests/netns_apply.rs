@@ -23,7 +23,25 @@ fn netns_full_configuration_idempotence_and_cleanup() {
             let rec = Reconciler::connect().expect("netlink");
             let h = rec.handle().clone();
 
+            // A table nothing was ever added to dumps as empty (the kernel says ENOENT).
+            let none = netlink::route_list_table(&h, false, TABLE, None)
+                .await
+                .expect("filtered dump");
+            assert!(none.is_empty());
             let first = rec.apply(&plan, ix).await.expect("first apply");
+            let v4 = netlink::route_list_table(&h, false, TABLE, None)
+                .await
+                .expect("filtered dump");
+            assert_eq!(v4.len(), 2, "{v4:#?}");
+            let main_v6 = netlink::route_list_table(&h, true, TABLE_MAIN, Some(ix))
+                .await
+                .expect("dump");
+            assert!(
+                main_v6
+                    .iter()
+                    .all(|r| r.oif == Some(ix) && r.dst.to_string() == "fe80::/64"),
+                "{main_v6:#?}"
+            );
             assert!(first.ops.len() > 10, "{:?}", first.ops);
             // Idempotence: the same plan again sends nothing.
             let second = rec.apply(&plan, ix).await.expect("second apply");

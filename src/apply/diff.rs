@@ -21,7 +21,7 @@ pub struct Observed {
     pub link: Link,
     /// Its addresses.
     pub addrs: Vec<Addr>,
-    /// Every unicast route (both families, all tables).
+    /// Unicast routes of the plan's table and main's routes through the NIC (both families).
     pub routes: Vec<Route>,
     /// Every rule (both families).
     pub rules: Vec<Rule>,

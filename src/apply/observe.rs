@@ -4,8 +4,8 @@
 use rtnetlink::Handle;
 
 use crate::ethtool::{self, EthtoolError};
-use crate::netlink::{addr_list, link_show, route_list, rule_list};
-use crate::plan::{Plan, SysctlKey};
+use crate::netlink::{addr_list, link_show, route_list_table, rule_list};
+use crate::plan::{Plan, SysctlKey, TABLE_MAIN};
 use crate::sysctl::Sysctl;
 
 use super::ApplyError;
@@ -22,8 +22,12 @@ pub(super) async fn observe(
         .await?
         .ok_or(ApplyError::LinkGone { index })?;
     let addrs = addr_list(handle, index).await?;
-    let mut routes = route_list(handle, false).await?;
-    routes.extend(route_list(handle, true).await?);
+    // Only the ENI's table and main's routes through the NIC matter.
+    let mut routes = Vec::new();
+    for v6 in [false, true] {
+        routes.extend(route_list_table(handle, v6, plan.table, None).await?);
+        routes.extend(route_list_table(handle, v6, TABLE_MAIN, Some(index)).await?);
+    }
     let mut rules = rule_list(handle, false).await?;
     rules.extend(rule_list(handle, true).await?);
 

@@ -21,7 +21,7 @@ pub use addr::{Addr, addr_add, addr_del, addr_list};
 pub use link::{Link, link_list, link_set_mtu, link_set_up, link_show};
 #[cfg(test)]
 pub(crate) use route::route_message;
-pub use route::{Route, route_add, route_del, route_list, route_replace};
+pub use route::{Route, route_add, route_del, route_list, route_list_table, route_replace};
 #[cfg(test)]
 pub(crate) use rule::rule_message;
 pub use rule::{Rule, rule_add, rule_del, rule_list};
@@ -72,8 +72,20 @@ impl NetlinkError {
 
 /// Opens a request socket and spawns its connection task on the current
 /// tokio runtime (which must be running, and in the wanted network namespace).
+///
+/// The socket has `NETLINK_GET_STRICT_CHK` on where the kernel supports it
+/// (4.20+), so filtered dumps ([`route_list_table`], [`addr_list`]) are
+/// filtered by the kernel; results are filtered here as well, for older kernels.
 pub fn connect() -> Result<Handle, NetlinkError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+    let (conn, handle, _) = match rtnetlink::new_connection_with_strict_check() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(
+                "NETLINK_GET_STRICT_CHK unavailable ({e}); dumps are filtered in user space"
+            );
+            rtnetlink::new_connection().map_err(NetlinkError::Socket)?
+        }
+    };
     tokio::spawn(conn);
     Ok(handle)
 }
