@@ -17,6 +17,8 @@ fn netns_full_configuration_idempotence_and_cleanup() {
         || async {
             fake_primary();
             seed_foreign();
+            // A host that disables IPv6 on new interfaces: the ENI's IPv6 still works.
+            std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1\n").expect("sysctl");
             add_nic("eni1", mac(1), 4);
             let ix = ifindex("eni1");
             let plan = test_plan(1, TABLE, Some(2));
@@ -186,6 +188,7 @@ fn netns_full_configuration_idempotence_and_cleanup() {
             assert_eq!(sys("ipv4/conf/eni1/arp_ignore"), "1");
             assert_eq!(sys("ipv4/conf/eni1/arp_announce"), "2");
             assert_eq!(sys("ipv6/conf/eni1/accept_ra"), "0");
+            assert_eq!(sys("ipv6/conf/eni1/disable_ipv6"), "0");
 
             // A queue count above the driver's maximum is clamped, with a warning.
             let mut more = plan.clone();

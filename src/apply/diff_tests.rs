@@ -159,7 +159,7 @@ fn fresh_nic_gets_everything_in_a_safe_order() {
     assert_eq!(prios.last(), Some(&RULE_PRIORITY_DEFAULT));
     let main_route = pos(&|o| matches!(o, Op::AddRoute(r) if r.table == TABLE_MAIN));
     assert!(main_route > last(&|o| matches!(o, Op::AddRule(_))));
-    assert_eq!(ops.len(), 4 + 3 + 3 + 6 + 8);
+    assert_eq!(ops.len(), 5 + 3 + 3 + 6 + 8);
 }
 
 #[test]

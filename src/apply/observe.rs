@@ -38,7 +38,7 @@ pub(super) async fn observe(
             // IPv6 disabled on this host: nothing to set.
             Err(e)
                 if e.is_not_found()
-                    && spec.key == SysctlKey::AcceptRa
+                    && matches!(spec.key, SysctlKey::AcceptRa | SysctlKey::DisableIpv6)
                     && !sysctl.ipv6_available() =>
             {
                 None

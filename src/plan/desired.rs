@@ -131,6 +131,9 @@ pub enum SysctlKey {
     ArpAnnounce,
     /// `net.ipv6.conf.<nic>.accept_ra`
     AcceptRa,
+    /// `net.ipv6.conf.<nic>.disable_ipv6` (set to 0 when the ENI has IPv6
+    /// addresses: a host-wide `default.disable_ipv6 = 1` would refuse them).
+    DisableIpv6,
 }
 
 impl SysctlKey {
@@ -141,6 +144,7 @@ impl SysctlKey {
             Self::ArpIgnore => ("ipv4", "arp_ignore"),
             Self::ArpAnnounce => ("ipv4", "arp_announce"),
             Self::AcceptRa => ("ipv6", "accept_ra"),
+            Self::DisableIpv6 => ("ipv6", "disable_ipv6"),
         };
         format!("net.{family}.conf.{ifname}.{leaf}")
     }

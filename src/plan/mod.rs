@@ -98,6 +98,13 @@ pub fn plan(
             value: 0,
         });
     }
+    // After accept_ra=0, so IPv6 never comes up accepting router adverts.
+    if !eni.ipv6.is_empty() {
+        sysctls.push(SysctlSpec {
+            key: SysctlKey::DisableIpv6,
+            value: 0,
+        });
+    }
 
     let mut addresses = vec![AddressSpec {
         addr: primary,

@@ -372,7 +372,8 @@ fn desired_state() {
             (SysctlKey::RpFilter, 2),
             (SysctlKey::ArpIgnore, 1),
             (SysctlKey::ArpAnnounce, 2),
-            (SysctlKey::AcceptRa, 0)
+            (SysctlKey::AcceptRa, 0),
+            (SysctlKey::DisableIpv6, 0)
         ]
     );
 }
@@ -401,7 +402,7 @@ fn options_change_the_plan() {
         main.iter()
             .all(|r| r.metric == 2100 && r.onlink && r.dst.prefix_len == 0)
     );
-    assert_eq!(p.sysctls.len(), 1);
+    assert_eq!(p.sysctls.len(), 2, "accept_ra and disable_ipv6 stay");
 }
 
 #[test]
@@ -418,6 +419,7 @@ sysctl -w net.ipv4.conf.eth1.rp_filter=2
 sysctl -w net.ipv4.conf.eth1.arp_ignore=1
 sysctl -w net.ipv4.conf.eth1.arp_announce=2
 sysctl -w net.ipv6.conf.eth1.accept_ra=0
+sysctl -w net.ipv6.conf.eth1.disable_ipv6=0
 ethtool -L eth1 combined 4    # or: rx 4 tx 4; clamped to the driver's maximum
 ip link set dev eth1 up
 ip address add 10.0.1.5/24 dev eth1 noprefixroute
