@@ -1,0 +1,321 @@
+//! The reconciler: diff the kernel against a plan, send only what is missing
+//! or wrong, and clean up an ENI's objects.
+//!
+//! Ownership: routes and rules are ours when they carry
+//! [`crate::plan::ROUTE_PROTOCOL`]; addresses are ours when the plan lists them
+//! on the NIC's ifindex. Nothing else is ever changed or deleted. Objects in
+//! the ENI's table owned by anyone else stop the apply with
+//! [`ApplyError::TableInUse`] instead of being overwritten.
+//!
+//! [`Reconciler::apply`] on a converged NIC sends nothing: its report counts
+//! the operations, and a second apply of the same plan reports zero.
+
+mod converger;
+mod diff;
+#[cfg(test)]
+mod diff_tests;
+mod observe;
+mod ops;
+
+use rtnetlink::Handle;
+
+use crate::ethtool::{self, EthtoolError};
+use crate::netlink::{
+    self, NetlinkError, addr_del, addr_list, route_del, route_list, rule_del, rule_list,
+};
+use crate::plan::{AddressSpec, Plan, TABLE_MAIN};
+use crate::sysctl::{Sysctl, SysctlError};
+
+pub use converger::{
+    ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, EniStatus,
+};
+pub use diff::{Foreign, Observed, diff, rules_in_the_way};
+pub use ops::{Op, OpCmd};
+
+/// Applying a plan failed; what was sent before the failure stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A netlink request or dump failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// A sysctl could not be read or written.
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    /// The channel ioctl failed.
+    #[error(transparent)]
+    Ethtool(#[from] EthtoolError),
+    /// The link is gone (detached or unplugged).
+    #[error("link {index} is gone (detached or unplugged)")]
+    LinkGone {
+        /// The ifindex.
+        index: u32,
+    },
+    /// The link was renamed while being configured; retry with the new name.
+    #[error("link {index} ({name}) was renamed while being configured; will retry")]
+    Renamed {
+        /// The ifindex.
+        index: u32,
+        /// The name that no longer works.
+        name: String,
+    },
+    /// The ENI's table holds routes or rules eni-agent does not own.
+    #[error(
+        "routing table {table} is in use by objects eni-agent does not own: {}; \
+         remove them or set another table for this ENI (options.table)",
+        .foreign.join(", ")
+    )]
+    TableInUse {
+        /// The table.
+        table: u32,
+        /// The foreign routes and rules.
+        foreign: Vec<String>,
+    },
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Every operation sent, as its `ip`/`sysctl`/`ethtool` command.
+    pub ops: Vec<String>,
+    /// Things a person should know (a clamped queue count, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Cleanup could not remove everything; it went on past each failure.
+#[derive(Debug, thiserror::Error)]
+#[error("cleanup of {eni_id} left {} object(s): {}", .errors.len(), .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct CleanupError {
+    /// The ENI.
+    pub eni_id: String,
+    /// What was removed before and after the failures.
+    pub ops: Vec<String>,
+    /// Every failure.
+    pub errors: Vec<NetlinkError>,
+}
+
+/// Applies plans and cleans up, over one netlink request socket.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    handle: Handle,
+    sysctl: Sysctl,
+}
+
+impl Reconciler {
+    /// A reconciler on `handle`, writing sysctls through `sysctl`.
+    pub fn new(handle: Handle, sysctl: Sysctl) -> Self {
+        Self { handle, sysctl }
+    }
+
+    /// Opens its own netlink socket (on the current runtime) and uses `/proc/sys`.
+    pub fn connect() -> Result<Self, NetlinkError> {
+        Ok(Self::new(netlink::connect()?, Sysctl::default()))
+    }
+
+    /// The netlink handle (for callers that dump state themselves).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Reads the kernel state `plan` is about, on link `index`.
+    pub async fn observe(&self, plan: &Plan, index: u32) -> Result<Observed, ApplyError> {
+        observe::observe(&self.handle, &self.sysctl, plan, index).await
+    }
+
+    /// Converges link `index` to `plan`, sending only what differs.
+    pub async fn apply(&self, plan: &Plan, index: u32) -> Result<ApplyReport, ApplyError> {
+        let obs = self.observe(plan, index).await?;
+        let ops = diff(plan, &obs).map_err(|Foreign(foreign)| ApplyError::TableInUse {
+            table: plan.table,
+            foreign,
+        })?;
+        let name = obs.link.name.clone();
+        let mut report = ApplyReport {
+            warnings: rules_in_the_way(plan, &obs),
+            ..ApplyReport::default()
+        };
+        for op in &ops {
+            let cmd = OpCmd(op, &name).to_string();
+            tracing::debug!(eni = %plan.eni_id, ifindex = index, "{cmd}");
+            self.execute(op, index, &name).await.map_err(|e| match e {
+                ApplyError::Sysctl(s) if s.is_not_found() => ApplyError::Renamed {
+                    index,
+                    name: name.clone(),
+                },
+                ApplyError::Ethtool(t) if t.is_no_device() => ApplyError::Renamed {
+                    index,
+                    name: name.clone(),
+                },
+                other => other,
+            })?;
+            if let Op::SetChannels {
+                clamped_to: Some(max),
+                ..
+            } = op
+            {
+                report.warnings.push(format!(
+                    "{name}: wanted {} queues, the driver allows at most {max}; set {max}",
+                    plan.queues.unwrap_or(0)
+                ));
+            }
+            report.ops.push(cmd);
+        }
+        // Only when something changed: a converged NIC stays quiet.
+        if !report.ops.is_empty() {
+            for w in &report.warnings {
+                tracing::warn!(eni = %plan.eni_id, "{w}");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Table numbers that routes and rules eni-agent does not own refer to
+    /// (besides main, local and default): pass them to
+    /// [`crate::tables::TableAllocator::allocate`] so a new ENI never gets one.
+    pub async fn foreign_tables(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
+        let mut out = std::collections::BTreeSet::new();
+        for v6 in [false, true] {
+            for r in route_list(&self.handle, v6).await? {
+                if !r.is_ours() {
+                    out.insert(r.table);
+                }
+            }
+            for r in rule_list(&self.handle, v6).await? {
+                if !r.is_ours() && r.lookup {
+                    out.insert(r.table);
+                }
+            }
+        }
+        out.retain(|t| !matches!(t, 0 | 253..=255));
+        Ok(out)
+    }
+
+    async fn execute(&self, op: &Op, index: u32, name: &str) -> Result<(), ApplyError> {
+        let h = &self.handle;
+        match op {
+            Op::Sysctl(s) => self.sysctl.set(s.key, name, s.value)?,
+            Op::SetMtu(m) => netlink::link_set_mtu(h, index, *m).await?,
+            Op::SetChannels { target, .. } => {
+                let name = name.to_owned();
+                let target = *target;
+                tokio::task::spawn_blocking(move || ethtool::channels_set(&name, &target))
+                    .await
+                    .map_err(|e| EthtoolError::Name(format!("channel ioctl task failed: {e}")))??
+            }
+            Op::SetUp => netlink::link_set_up(h, index).await?,
+            Op::AddAddr(a) => netlink::addr_add(h, index, a).await?,
+            Op::DelAddr(a) => addr_del(h, a).await?,
+            Op::AddRoute(r) => netlink::route_add(h, r, index).await?,
+            Op::ReplaceRoute(r) => netlink::route_replace(h, r, index).await?,
+            Op::DelRoute(r) => route_del(h, r).await?,
+            Op::AddRule(r) => netlink::rule_add(h, r).await?,
+            Op::DelRule(r) => rule_del(h, r).await?,
+        }
+        Ok(())
+    }
+
+    /// Removes addresses a previous plan listed and the current one does not.
+    pub async fn remove_addresses(
+        &self,
+        index: u32,
+        gone: &[AddressSpec],
+    ) -> Result<Vec<String>, NetlinkError> {
+        let mut done = Vec::new();
+        for a in addr_list(&self.handle, index).await? {
+            if gone.iter().any(|g| g.addr == a.addr) {
+                addr_del(&self.handle, &a).await?;
+                done.push(format!(
+                    "ip address del {}/{} dev if{index}",
+                    a.addr, a.prefix_len
+                ));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Removes the ENI's rules, its table's routes, its main-table routes and
+    /// (when `index` is given, i.e. the link still exists) the plan's
+    /// addresses, and nothing else. The shared `lookup main
+    /// suppress_prefixlength 0` rule goes with the last ENI. Sysctls and
+    /// channel counts stay. Goes on past failures and reports them all.
+    pub async fn cleanup(
+        &self,
+        plan: &Plan,
+        index: Option<u32>,
+    ) -> Result<Vec<String>, CleanupError> {
+        let h = &self.handle;
+        let mut ops = Vec::new();
+        let mut errors = Vec::new();
+        let mut rules = Vec::new();
+        for v6 in [false, true] {
+            match rule_list(h, v6).await {
+                Ok(r) => rules.extend(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        for r in rules
+            .iter()
+            .filter(|r| r.is_ours() && r.table == plan.table)
+        {
+            match rule_del(h, r).await {
+                Ok(()) => ops.push(format!("ip rule del {r}")),
+                Err(e) => errors.push(e),
+            }
+        }
+        for v6 in [false, true] {
+            let routes = match route_list(h, v6).await {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let ours = routes.iter().filter(|r| {
+                r.is_ours()
+                    && (r.table == plan.table
+                        || (r.table == TABLE_MAIN && index.is_some() && r.oif == index))
+            });
+            for r in ours {
+                match route_del(h, r).await {
+                    Ok(()) => ops.push(format!("ip route del {r}")),
+                    // Gone already (removed with the link or an address).
+                    Err(e) if e.errno() == Some(nix::libc::ESRCH) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if let Some(index) = index {
+            let gone: Vec<AddressSpec> = plan.addresses.clone();
+            match self.remove_addresses(index, &gone).await {
+                Ok(done) => ops.extend(done),
+                Err(e) => errors.push(e),
+            }
+        }
+        // The last ENI out removes the shared main rule of each family.
+        for v6 in [false, true] {
+            let others = rules.iter().any(|r| {
+                r.is_ours() && r.ipv6 == v6 && r.table != TABLE_MAIN && r.table != plan.table
+            });
+            if others {
+                continue;
+            }
+            for r in rules
+                .iter()
+                .filter(|r| r.is_ours() && r.ipv6 == v6 && r.table == TABLE_MAIN)
+            {
+                match rule_del(h, r).await {
+                    Ok(()) => ops.push(format!("ip rule del {r}")),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(ops)
+        } else {
+            Err(CleanupError {
+                eni_id: plan.eni_id.clone(),
+                ops,
+                errors,
+            })
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The event subscription: link, address, route and rule multicast groups.
+//!
+//! [`subscribe`] joins the groups on its own socket; callers must subscribe
+//! BEFORE dumping, so that nothing that happens between the dump and the
+//! first event is missed. A receive-buffer overflow (ENOBUFS: events were
+//! lost) comes out as [`Event::Overrun`], which means "resync everything".
+
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt};
+use rtnetlink::MulticastGroup;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{AsyncSocket, SocketAddr};
+
+use super::{Addr, Link, NetlinkError, Route, Rule};
+
+/// One kernel notification, parsed.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// RTM_NEWLINK: a link appeared or changed (flags, MTU, name, ...).
+    NewLink(Link),
+    /// RTM_DELLINK: a link disappeared.
+    DelLink(Link),
+    /// RTM_NEWADDR.
+    NewAddr(Addr),
+    /// RTM_DELADDR.
+    DelAddr(Addr),
+    /// RTM_NEWROUTE (unicast only).
+    NewRoute(Route),
+    /// RTM_DELROUTE (unicast only).
+    DelRoute(Route),
+    /// RTM_NEWRULE.
+    NewRule(Rule),
+    /// RTM_DELRULE.
+    DelRule(Rule),
+    /// The socket overflowed and events were lost: resync everything.
+    Overrun,
+    /// Anything else (ignored).
+    Other,
+}
+
+/// The groups the watcher needs.
+const GROUPS: &[MulticastGroup] = &[
+    MulticastGroup::Link,
+    MulticastGroup::Ipv4Ifaddr,
+    MulticastGroup::Ipv6Ifaddr,
+    MulticastGroup::Ipv4Route,
+    MulticastGroup::Ipv6Route,
+    MulticastGroup::Ipv4Rule,
+    MulticastGroup::Ipv6Rule,
+];
+
+/// The stream of parsed events.
+pub struct EventStream {
+    rx: BoxStream<'static, (NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventStream")
+    }
+}
+
+/// Joins the link, address, route and rule groups and spawns the socket's
+/// connection task. `rcvbuf` sets `SO_RCVBUF` (tests use a tiny one to force
+/// an overrun).
+pub fn subscribe(rcvbuf: Option<usize>) -> Result<EventStream, NetlinkError> {
+    let (mut conn, _handle, rx) =
+        rtnetlink::new_multicast_connection(GROUPS).map_err(NetlinkError::Socket)?;
+    if let Some(size) = rcvbuf {
+        conn.socket_mut()
+            .socket_mut()
+            .set_rx_buf_sz(size)
+            .map_err(NetlinkError::Socket)?;
+    }
+    tokio::spawn(conn);
+    Ok(EventStream { rx: rx.boxed() })
+}
+
+impl EventStream {
+    /// The next event; `None` once the socket is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.next().await.map(|(m, _)| parse(m))
+    }
+
+    /// The next event if one is already queued (used to batch a burst).
+    pub fn next_now(&mut self) -> Option<Event> {
+        self.rx
+            .next()
+            .now_or_never()
+            .flatten()
+            .map(|(m, _)| parse(m))
+    }
+}
+
+fn parse(m: NetlinkMessage<RouteNetlinkMessage>) -> Event {
+    use RouteNetlinkMessage as M;
+    match m.payload {
+        NetlinkPayload::Overrun(_) => Event::Overrun,
+        NetlinkPayload::InnerMessage(inner) => match inner {
+            M::NewLink(l) => Event::NewLink(Link::from_message(&l)),
+            M::DelLink(l) => Event::DelLink(Link::from_message(&l)),
+            M::NewAddress(a) => Addr::from_message(&a).map_or(Event::Other, Event::NewAddr),
+            M::DelAddress(a) => Addr::from_message(&a).map_or(Event::Other, Event::DelAddr),
+            M::NewRoute(r) => Route::from_message(&r).map_or(Event::Other, Event::NewRoute),
+            M::DelRoute(r) => Route::from_message(&r).map_or(Event::Other, Event::DelRoute),
+            M::NewRule(r) => Event::NewRule(Rule::from_message(&r)),
+            M::DelRule(r) => Event::DelRule(Rule::from_message(&r)),
+            _ => Event::Other,
+        },
+        _ => Event::Other,
+    }
+}

@@ -1,0 +1,314 @@
+//! The reconciler against a real kernel, in private network namespaces:
+//! full configuration (dumps and FIB lookups), queues, sysctls, idempotence,
+//! cleanup, and a foreign table in the way.
+
+mod common;
+
+use common::*;
+use eni_agent::apply::{ApplyError, Reconciler};
+use eni_agent::ethtool::channels_get;
+use eni_agent::netlink::{self, addr_list, route_list, rule_list};
+use eni_agent::plan::{AddressSpec, ROUTE_PROTOCOL, TABLE_MAIN};
+
+#[test]
+fn netns_full_configuration_idempotence_and_cleanup() {
+    in_netns(
+        "netns_full_configuration_idempotence_and_cleanup",
+        || async {
+            fake_primary();
+            seed_foreign();
+            // A host that disables IPv6 on new interfaces: the ENI's IPv6 still works.
+            std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1\n").expect("sysctl");
+            add_nic("eni1", mac(1), 4);
+            let ix = ifindex("eni1");
+            let plan = test_plan(1, TABLE, Some(2));
+            let rec = Reconciler::connect().expect("netlink");
+            let h = rec.handle().clone();
+
+            // A table nothing was ever added to dumps as empty (the kernel says ENOENT).
+            let none = netlink::route_list_table(&h, false, TABLE, None)
+                .await
+                .expect("filtered dump");
+            assert!(none.is_empty());
+            let first = rec.apply(&plan, ix).await.expect("first apply");
+            let v4 = netlink::route_list_table(&h, false, TABLE, None)
+                .await
+                .expect("filtered dump");
+            assert_eq!(v4.len(), 2, "{v4:#?}");
+            let main_v6 = netlink::route_list_table(&h, true, TABLE_MAIN, Some(ix))
+                .await
+                .expect("dump");
+            assert!(
+                main_v6
+                    .iter()
+                    .all(|r| r.oif == Some(ix) && r.dst.to_string() == "fe80::/64"),
+                "{main_v6:#?}"
+            );
+            assert!(first.ops.len() > 10, "{:?}", first.ops);
+            // Idempotence: the same plan again sends nothing.
+            let second = rec.apply(&plan, ix).await.expect("second apply");
+            assert_eq!(
+                second.ops,
+                Vec::<String>::new(),
+                "second apply must send zero operations"
+            );
+
+            // --- Dumps ---
+            let link = netlink::link_show(&h, ix)
+                .await
+                .expect("dump")
+                .expect("link");
+            assert!(link.up);
+            let addrs = addr_list(&h, ix).await.expect("dump");
+            for spec in &plan.addresses {
+                let a = addrs
+                    .iter()
+                    .find(|a| a.addr == spec.addr)
+                    .expect("planned address present");
+                assert!(
+                    a.matches(spec),
+                    "{a:?} lacks noprefixroute/nodad or has the wrong length"
+                );
+            }
+            let mut routes = route_list(&h, false).await.expect("dump");
+            routes.extend(route_list(&h, true).await.expect("dump"));
+            let ours: Vec<_> = routes.iter().filter(|r| r.table == TABLE).collect();
+            assert_eq!(ours.len(), 4, "{ours:#?}");
+            assert!(
+                ours.iter()
+                    .all(|r| r.protocol == ROUTE_PROTOCOL && r.oif == Some(ix))
+            );
+            // Nothing of this NIC in main except the kernel's IPv6 link-local route.
+            let in_main: Vec<_> = routes
+                .iter()
+                .filter(|r| r.table == TABLE_MAIN && r.oif == Some(ix))
+                .filter(|r| !(r.dst.to_string() == "fe80::/64" && r.protocol == 2))
+                .collect();
+            assert!(
+                in_main.is_empty(),
+                "main routes through the ENI: {in_main:#?}"
+            );
+            let mut rules = rule_list(&h, false).await.expect("dump");
+            rules.extend(rule_list(&h, true).await.expect("dump"));
+            for spec in &plan.rules {
+                assert!(
+                    rules.iter().any(|r| r.matches(spec)),
+                    "missing rule {spec:?}"
+                );
+            }
+            let text = ip(&["rule", "show"]);
+            assert!(
+                text.contains(
+                    "20100:\tfrom 10.0.1.5 lookup 10001 suppress_prefixlength 0 proto 237"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("20300:\tfrom 10.0.1.32/28 lookup 10001 proto 237"),
+                "{text}"
+            );
+            assert!(!text.contains(" none"), "a rule without action: {text}");
+
+            // --- FIB lookups ---
+            let get = |args: &[&str]| ip(&[&["route", "get"], args].concat());
+            let r = get(&["192.0.2.1", "from", "10.0.1.6"]);
+            assert!(r.contains("via 10.0.1.253 dev eni1 table 10001"), "{r}");
+            let r = get(&["192.0.2.1"]);
+            assert!(
+                r.contains("via 192.168.100.1 dev prim0"),
+                "no source must use main: {r}"
+            );
+            let r = get(&["10.0.1.77", "from", "10.0.1.6"]);
+            assert!(
+                r.contains("10.0.1.77 from 10.0.1.6 dev eni1 table 10001"),
+                "subnet is direct: {r}"
+            );
+            let r = get(&["192.168.100.7", "from", "10.0.1.6"]);
+            assert!(
+                r.contains("dev prim0") && !r.contains("via"),
+                "main's specific route wins: {r}"
+            );
+            let r = ip(&[
+                "-6",
+                "route",
+                "get",
+                "2001:4860::1",
+                "from",
+                "2001:db8:1::5",
+            ]);
+            assert!(
+                r.contains("via 2001:db8:1::fffd dev eni1 table 10001"),
+                "{r}"
+            );
+            let r = ip(&["-6", "route", "get", "2001:4860::1"]);
+            assert!(r.contains("via fd00::1 dev prim0"), "{r}");
+            let r = ip(&[
+                "-6",
+                "route",
+                "get",
+                "2001:db8:1::99",
+                "from",
+                "2001:db8:1::5",
+            ]);
+            assert!(
+                r.contains("dev eni1 table 10001") && !r.contains("via"),
+                "{r}"
+            );
+
+            // --- Queues and sysctls ---
+            let ch = channels_get("eni1").expect("ethtool -l");
+            assert_eq!((ch.rx_count, ch.tx_count, ch.max_rx), (2, 2, 4), "{ch:?}");
+            match std::process::Command::new("ethtool")
+                .args(["-l", "eni1"])
+                .output()
+            {
+                Ok(out) => {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let current = text
+                        .split("Current hardware settings:")
+                        .nth(1)
+                        .unwrap_or_default();
+                    assert!(
+                        current.contains("RX:\t\t2") && current.contains("TX:\t\t2"),
+                        "{text}"
+                    );
+                }
+                Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("ethtool -l: {e}"),
+                Err(e) => eprintln!(
+                    "ethtool not runnable ({e}): queue counts checked through the ioctl only"
+                ),
+            }
+            let sys = |p: &str| {
+                std::fs::read_to_string(format!("/proc/sys/net/{p}"))
+                    .expect("sysctl")
+                    .trim()
+                    .to_owned()
+            };
+            assert_eq!(sys("ipv4/conf/eni1/rp_filter"), "2");
+            assert_eq!(sys("ipv4/conf/eni1/arp_ignore"), "1");
+            assert_eq!(sys("ipv4/conf/eni1/arp_announce"), "2");
+            assert_eq!(sys("ipv6/conf/eni1/accept_ra"), "0");
+            assert_eq!(sys("ipv6/conf/eni1/disable_ipv6"), "0");
+
+            // A queue count above the driver's maximum is clamped, with a warning.
+            let mut more = plan.clone();
+            more.queues = Some(16);
+            let rep = rec.apply(&more, ix).await.expect("apply");
+            assert_eq!(rep.ops, ["ethtool -L eni1 rx 4 tx 4"]);
+            assert_eq!(rep.warnings.len(), 1, "{:?}", rep.warnings);
+
+            // --- Cleanup ---
+            let removed = rec.cleanup(&plan, Some(ix)).await.expect("cleanup");
+            assert!(!removed.is_empty());
+            assert_eq!(
+                agent_owned_objects(),
+                0,
+                "{}\n{}\n{}",
+                ip(&["-6", "rule", "show"]),
+                ip(&["route", "show", "table", "all", "proto", "237"]),
+                ip(&["-6", "route", "show", "table", "all", "proto", "237"])
+            );
+            let left = addr_list(&h, ix).await.expect("dump");
+            assert!(
+                left.iter().all(|a| !plan
+                    .addresses
+                    .iter()
+                    .any(|s: &AddressSpec| s.addr == a.addr)),
+                "{left:?}"
+            );
+            assert_foreign_intact();
+        },
+    );
+}
+
+#[test]
+fn netns_foreign_table_in_the_way_is_reported_not_overwritten() {
+    in_netns(
+        "netns_foreign_table_in_the_way_is_reported_not_overwritten",
+        || async {
+            fake_primary();
+            add_nic("eni2", mac(2), 1);
+            ip(&[
+                "route",
+                "add",
+                "203.0.113.0/24",
+                "via",
+                "192.168.100.1",
+                "table",
+                "10001",
+            ]);
+            let plan = test_plan(2, TABLE, None);
+            let rec = Reconciler::connect().expect("netlink");
+            let err = rec
+                .apply(&plan, ifindex("eni2"))
+                .await
+                .expect_err("table in use");
+            assert!(
+                matches!(&err, ApplyError::TableInUse { table: 10001, .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("203.0.113.0/24"), "{err}");
+            assert!(
+                ip(&["address", "show", "dev", "eni2"])
+                    .lines()
+                    .all(|l| !l.contains("10.0.2.5"))
+            );
+            assert!(ip(&["route", "show", "table", "10001"]).contains("203.0.113.0/24"));
+        },
+    );
+}
+
+#[test]
+fn netns_no_transient_misroute_while_applying() {
+    in_netns("netns_no_transient_misroute_while_applying", || async {
+        fake_primary();
+        add_nic("eni3", mac(3), 1);
+        let ix = ifindex("eni3");
+        // The kernel's own account of every change, in order.
+        let mut events = netlink::subscribe(Some(8 << 20)).expect("subscribe");
+        let plan = test_plan(3, TABLE, None);
+        let rec = Reconciler::connect().expect("netlink");
+        rec.apply(&plan, ix).await.expect("apply");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut seen = Vec::new();
+        while let Some(ev) = events.next_now() {
+            seen.push(ev);
+        }
+        assert!(!seen.iter().any(|e| matches!(e, netlink::Event::Overrun)));
+        // Never a route through the new NIC in main (the kernel's IPv6
+        // link-local route aside).
+        for e in &seen {
+            if let netlink::Event::NewRoute(r) = e {
+                let link_local = r.dst.to_string() == "fe80::/64";
+                assert!(
+                    r.table != TABLE_MAIN || r.oif != Some(ix) || link_local,
+                    "transient main route through the ENI: {r}"
+                );
+            }
+        }
+        // No rule pointing at the table before the table's last route.
+        let last_route = seen
+            .iter()
+            .rposition(|e| matches!(e, netlink::Event::NewRoute(r) if r.table == TABLE))
+            .expect("table routes were added");
+        let first_rule = seen
+            .iter()
+            .position(|e| matches!(e, netlink::Event::NewRule(r) if r.table == TABLE))
+            .expect("rules were added");
+        assert!(
+            last_route < first_rule,
+            "a rule existed before its table was complete"
+        );
+        // The link came up before any address, so no address sat on a down link
+        // waiting to produce routes later.
+        let up = seen
+            .iter()
+            .position(|e| matches!(e, netlink::Event::NewLink(l) if l.index == ix && l.up))
+            .expect("link up event");
+        let first_addr = seen
+            .iter()
+            .position(|e| matches!(e, netlink::Event::NewAddr(a) if a.index == ix && !a.addr.to_string().starts_with("fe80")))
+            .expect("address events");
+        assert!(up < first_addr);
+    });
+}
