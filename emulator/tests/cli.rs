@@ -81,7 +81,7 @@ fn serve_prints_one_ready_line() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let http = reqwest::Client::builder()
+        let http = crate::common::http_builder()
             .no_proxy()
             .build()
             .expect("client");
@@ -162,7 +162,7 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.ends_with(INSTANCE), "{resp}");
         // The API still answers on loopback of the namespace we started it in.
-        let http = reqwest::Client::builder()
+        let http = crate::common::http_builder()
             .no_proxy()
             .build()
             .expect("client");

@@ -198,7 +198,7 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         },
     )
     .expect("emulator starts");
-    let http = reqwest::Client::builder()
+    let http = http_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
@@ -449,4 +449,12 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     for key in ["RequestId", "HostId", "Code", "Message", "Recommend"] {
         assert!(v.get(key).is_some(), "error body lacks {key}: {v}");
     }
+}
+
+/// A reqwest client builder usable in a workspace build: there reqwest is
+/// unified with the agent's `rustls-no-provider` feature and needs a crypto
+/// provider installed first.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
