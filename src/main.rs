@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use eni_agent::cli::{Cli, EXIT_USAGE, run};
+use eni_agent::cli::{Cli, EXIT_USAGE, LogFormat, run};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -19,17 +22,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let level = match cli.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ENI_AGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("eni_agent={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,4 +34,37 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cli))
+}
+
+/// The journal under systemd (JOURNAL_STREAM is set), else stderr as text or
+/// JSON. `ENI_AGENT_LOG` (an EnvFilter) overrides the level from `-v`.
+fn init_logging(cli: &Cli) {
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("ENI_AGENT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("eni_agent={level}")));
+    let registry = tracing_subscriber::registry().with(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            registry
+                .with(journald.with_syslog_identifier("eni-agent".into()))
+                .init();
+            return;
+        }
+    }
+    match cli.log_format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
 }

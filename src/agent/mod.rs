@@ -2,10 +2,20 @@
 //!
 //! - [`cloud_flow`]: the ECS side (describe, local checks, takeover, attach,
 //!   InUse confirmation, detach);
+//! - [`facts`]: ECS and metadata answers → the planner's inputs;
+//! - [`worker`]: one ENI from Describe to configured;
+//! - [`teardown`]: unconfigure and detach;
+//! - [`daemon`]: `eni-agent run`;
+//! - [`context`]: what all of them share;
 //! - [`timeline`]: per-phase timings with RequestIds.
 
 pub mod cloud_flow;
+pub mod context;
+pub mod daemon;
+pub mod facts;
+pub mod teardown;
 pub mod timeline;
+pub mod worker;
 
 pub use cloud_flow::{AttachError, AttachTarget, PollPolicy, Readiness};
 pub use timeline::{Mark, Phase, Timeline};

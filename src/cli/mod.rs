@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the commands built on the library.
 //! `main.rs` only parses, sets up logging and maps the outcome to an exit code.
 
+mod agent_cmds;
 mod inspect;
 
 use std::path::PathBuf;
@@ -19,8 +20,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/eni-agent/config.toml";
 
 /// Exit code for a command line that cannot be used (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
-/// Exit code for an operation that failed.
+/// Exit code for an operation that failed (a permanent API or config error).
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for an operation that did not finish in time.
+pub const EXIT_TIMEOUT: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,12 +38,41 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log format on stderr (under systemd logs go to the journal).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: attach and configure every ENI in the configuration, keep them so.
+    Run,
+    /// One-shot (cloud-init): attach ENI_ID, configure it, exit 0 once configured
+    /// (1: permanent error, 2: timeout, 64: bad usage).
+    Attach {
+        eni_id: String,
+        /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available.
+    Detach { eni_id: String },
+    /// Each managed ENI: state, interface, table, last phase timings, last error.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the kernel operations that would configure ENI_ID; change nothing.
+    Plan { eni_id: String },
     /// Show an ENI's facts as the ECS API reports them (DescribeNetworkInterfaceAttribute).
     Describe {
         /// The ENI id (eni-...).
@@ -61,6 +93,15 @@ pub enum Command {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
+        Command::Run => return agent_cmds::exit(agent_cmds::run_daemon(&cli).await),
+        Command::Attach { eni_id, timeout } => {
+            return agent_cmds::exit(agent_cmds::attach(&cli, eni_id, *timeout).await);
+        }
+        Command::Detach { eni_id } => {
+            return agent_cmds::exit(agent_cmds::detach(&cli, eni_id).await);
+        }
+        Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json)),
+        Command::Plan { eni_id } => return agent_cmds::exit(agent_cmds::plan(&cli, eni_id).await),
         Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
         Command::Metadata => inspect::metadata(&cli).await,
         Command::CheckConfig { file } => check_config(&cli, file.as_deref()),
@@ -153,10 +194,19 @@ pub async fn ecs_client(
             format!("cannot learn the region from the metadata service ({e}); set api.region in the configuration")
         })?,
     };
+    ecs_client_for_region(config, metadata, &region)
+}
+
+/// The ECS client for `region`, credentials from the chain.
+pub fn ecs_client_for_region(
+    config: &Config,
+    metadata: Arc<MetadataClient>,
+    region: &str,
+) -> Result<EcsClient, String> {
     let credentials =
         CredentialProvider::resolve(&config.credentials, |k| std::env::var(k).ok(), metadata)
             .map_err(|e| e.to_string())?;
     tracing::debug!(origin = %credentials.origin(), "credentials");
-    let options = EcsOptions::from_config(&config.api, &region, |k| std::env::var(k).ok());
+    let options = EcsOptions::from_config(&config.api, region, |k| std::env::var(k).ok());
     EcsClient::new(options, credentials).map_err(|e| e.to_string())
 }

@@ -22,7 +22,19 @@
 //! [credentials]
 //! file = "/etc/eni-agent/credentials"  # INI, [default] access_key_id/access_key_secret
 //! ram_role = "EniAgentRole"             # default: discovered from the metadata service
+//!
+//! [agent]
+//! state_dir = "/var/lib/eni-agent"
+//! describe_interval = "60s"            # re-read each ENI's IPs (jittered)
+//! detach_on_remove = false             # SIGHUP: detach ENIs removed from this file
+//!
+//! [[eni]]
+//! id = "eni-bp1..."                    # or: tag = "role=db" (every Available ENI so tagged in my zone)
+//! mtu = 9000
+//! takeover = true
 //! ```
+
+mod eni;
 
 mod duration;
 
@@ -33,6 +45,8 @@ use serde::Deserialize;
 
 use crate::backoff::RetryPolicy;
 use crate::cloud::SignatureVersion;
+
+pub use eni::{EniConfig, EniSelector, is_eni_id};
 
 /// Environment variable that overrides the ECS endpoint (any URL; http allowed).
 pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
@@ -46,6 +60,52 @@ pub struct Config {
     pub api: ApiConfig,
     pub metadata: MetadataConfig,
     pub credentials: CredentialsConfig,
+    pub agent: AgentConfig,
+    /// The ENIs to attach and keep configured.
+    pub eni: Vec<EniConfig>,
+}
+
+/// `[agent]`: the daemon itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Intent records and routing-table allocations.
+    pub state_dir: PathBuf,
+    /// How often each ENI is described again to pick up IPs assigned or
+    /// unassigned after the attach (jittered by ±10 %).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub describe_interval: Duration,
+    /// How long an attach may take, from the first Describe to configured.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub attach_timeout: Duration,
+    /// On reload, detach (and unconfigure) ENIs removed from the file.
+    pub detach_on_remove: bool,
+    /// Tell NetworkManager and systemd-networkd to leave our NICs alone.
+    pub manage_network_managers: bool,
+    /// First and last routing table number the agent may allocate.
+    pub table_min: u32,
+    pub table_max: u32,
+    /// Identity overrides (default: the metadata service).
+    pub instance_id: Option<String>,
+    pub zone_id: Option<String>,
+    pub vpc_id: Option<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: "/var/lib/eni-agent".into(),
+            describe_interval: Duration::from_secs(60),
+            attach_timeout: Duration::from_secs(180),
+            detach_on_remove: false,
+            manage_network_managers: true,
+            table_min: 10001,
+            table_max: 10999,
+            instance_id: None,
+            zone_id: None,
+            vpc_id: None,
+        }
+    }
 }
 
 /// `[api]`: how to reach and call the ECS OpenAPI.
@@ -208,6 +268,25 @@ impl Config {
                 humantime::format_duration(self.metadata.token_ttl)
             ));
         }
+        let a = &self.agent;
+        if a.table_min == 0 || a.table_min > a.table_max || a.table_max >= 0xFFFF_FF00 {
+            return Err(format!(
+                "agent.table_min ({}) .. agent.table_max ({}) is not a usable range of routing table numbers",
+                a.table_min, a.table_max
+            ));
+        }
+        if [253, 254, 255]
+            .iter()
+            .any(|t| (a.table_min..=a.table_max).contains(t))
+        {
+            return Err("agent.table_min .. agent.table_max includes a reserved table (253 default, 254 main, 255 local)".into());
+        }
+        if a.describe_interval < Duration::from_secs(5) {
+            return Err(
+                "agent.describe_interval must be at least 5s (the ECS API is rate limited)".into(),
+            );
+        }
+        eni::validate(&self.eni, a.table_min..=a.table_max)?;
         for (key, value) in [
             ("api.endpoint", &self.api.endpoint),
             ("metadata.endpoint", &self.metadata.endpoint),

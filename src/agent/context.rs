@@ -1,0 +1,129 @@
+//! What every ENI's flow shares: the clients, the durable state, the table
+//! allocator, the converger, this instance's identity and the settings.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::apply::ConvergerHandle;
+use crate::cli::{ecs_client_for_region, metadata_client};
+use crate::cloud::EcsClient;
+use crate::config::{AgentConfig, Config};
+use crate::handoff::HandoffDirs;
+use crate::metadata::MetadataClient;
+use crate::netlink;
+use crate::state::StateStore;
+use crate::tables::TableAllocator;
+
+/// This instance, as the metadata service (or the configuration) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub instance_id: String,
+    pub region_id: String,
+    pub zone_id: String,
+    pub vpc_id: Option<String>,
+}
+
+/// Shared by all ENI flows of one process.
+#[derive(Debug)]
+pub struct Context {
+    pub ecs: EcsClient,
+    pub metadata: Arc<MetadataClient>,
+    pub store: StateStore,
+    pub tables: Mutex<TableAllocator>,
+    pub converger: ConvergerHandle,
+    pub identity: Identity,
+    pub handoff: Option<HandoffDirs>,
+    pub agent: AgentConfig,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "cannot learn this instance's identity from the metadata service: {0}; set agent.instance_id, agent.zone_id and api.region in the configuration"
+    )]
+    Identity(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Tables(#[from] crate::tables::TableError),
+}
+
+impl Context {
+    /// Builds the shared pieces for `config`; `converger` is already running.
+    pub async fn new(config: &Config, converger: ConvergerHandle) -> Result<Self, SetupError> {
+        let metadata = metadata_client(config).map_err(SetupError::Config)?;
+        let identity = identity(config, &metadata).await?;
+        let ecs = ecs_client_for_region(config, metadata.clone(), &identity.region_id)
+            .map_err(SetupError::Config)?;
+        let store = StateStore::open(&config.agent.state_dir)?;
+        let tables = TableAllocator::load(
+            store.tables_path(),
+            config.agent.table_min..=config.agent.table_max,
+        )?;
+        Ok(Self {
+            ecs,
+            metadata,
+            store,
+            tables: Mutex::new(tables),
+            converger,
+            identity,
+            handoff: config
+                .agent
+                .manage_network_managers
+                .then(HandoffDirs::default),
+            agent: config.agent.clone(),
+        })
+    }
+}
+
+/// Identity from the configuration where set, else from the metadata service.
+async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, SetupError> {
+    let a = &config.agent;
+    let get = |key: &'static str, configured: Option<String>| async move {
+        match configured {
+            Some(v) => Ok(v),
+            None => md
+                .text(key)
+                .await
+                .map_err(|e| SetupError::Identity(e.to_string())),
+        }
+    };
+    let instance_id = get("instance-id", a.instance_id.clone()).await?;
+    let region_id = get("region-id", config.api.region.clone()).await?;
+    let zone_id = get("zone-id", a.zone_id.clone()).await?;
+    let vpc_id = match &a.vpc_id {
+        Some(v) => Some(v.clone()),
+        // The VPC check is a courtesy (ECS checks too): absent is fine.
+        None => md.vpc_id().await.ok(),
+    };
+    Ok(Identity {
+        instance_id,
+        region_id,
+        zone_id,
+        vpc_id,
+    })
+}
+
+/// Routing tables that routes or rules not owned by eni-agent refer to.
+pub async fn foreign_tables() -> Result<BTreeSet<u32>, netlink::NetlinkError> {
+    let handle = netlink::connect()?;
+    let mut tables = BTreeSet::new();
+    for v6 in [false, true] {
+        for r in netlink::route_list(&handle, v6).await? {
+            if !r.is_ours() {
+                tables.insert(r.table);
+            }
+        }
+        for r in netlink::rule_list(&handle, v6).await? {
+            if !r.is_ours() {
+                tables.insert(r.table);
+            }
+        }
+    }
+    Ok(tables)
+}

@@ -1,0 +1,343 @@
+//! `eni-agent run`: converge every configured ENI, then keep them so.
+//!
+//! One task per ENI brings it up and then re-describes it periodically
+//! (jittered) to pick up IPs assigned or unassigned after the attach; the
+//! converger repairs drift from netlink events. SIGHUP reloads the ENI list;
+//! SIGTERM stops without touching the network. READY=1 goes to systemd once
+//! every ENI is configured or has failed permanently.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::context::{Context, SetupError};
+use super::teardown::teardown;
+use super::worker::{self, Configured};
+use crate::apply::{Converger, ConvergerConfig};
+use crate::cloud::ecs::{DescribeNetworkInterfaces, EniStatus, TagFilter};
+use crate::config::{Config, EniConfig, EniSelector};
+use crate::notify;
+
+/// What a worker tells the main loop.
+#[derive(Debug)]
+enum Report {
+    Configured(String),
+    Failed {
+        eni_id: String,
+        error: String,
+        permanent: bool,
+    },
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("cannot start the netlink converger: {0}")]
+    Converger(#[from] crate::apply::ConvergeError),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+struct Worker {
+    entry: EniConfig,
+    task: JoinHandle<()>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
+    let store =
+        crate::state::StateStore::open(&config.agent.state_dir).map_err(SetupError::from)?;
+    let _lock = store.lock().map_err(SetupError::from)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    let (converger, handle) = Converger::new(ConvergerConfig::default())?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let converger_task = tokio::spawn(converger.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let ctx = Arc::new(Context::new(&config, handle).await?);
+    info!(instance = %ctx.identity.instance_id, zone = %ctx.identity.zone_id, "eni-agent started");
+
+    let (report_tx, mut report_rx) = mpsc::channel::<Report>(64);
+    let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, Result<(), (String, bool)>> = BTreeMap::new();
+    let mut config = config;
+    start_workers(&ctx, &config, &mut workers, &report_tx).await;
+    let mut ready = false;
+    if workers.is_empty() {
+        notify::ready("no ENI configured");
+        ready = true;
+    }
+    let watchdog = notify::watchdog_period();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            Some(report) = report_rx.recv() => {
+                match report {
+                    Report::Configured(id) => { outcomes.insert(id, Ok(())); }
+                    Report::Failed { eni_id, error, permanent } => { outcomes.insert(eni_id, Err((error, permanent))); }
+                }
+                let summary = summarize(&workers, &outcomes);
+                let settled = workers.keys().all(|id| matches!(outcomes.get(id), Some(Ok(())) | Some(Err((_, true)))));
+                if settled && !ready {
+                    notify::ready(&summary);
+                    ready = true;
+                } else {
+                    notify::status(&summary);
+                }
+            }
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                match reload(config_path.as_deref()) {
+                    Ok(new) => {
+                        config = new;
+                        apply_reload(&ctx, &config, &mut workers, &mut outcomes, &report_tx).await;
+                        notify::status(&summarize(&workers, &outcomes));
+                    }
+                    Err(e) => error!(error = %e, "the new configuration is invalid; keeping the current one"),
+                }
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    notify::stopping();
+    info!("stopping; the network configuration stays as it is");
+    for (_, w) in std::mem::take(&mut workers) {
+        w.task.abort();
+    }
+    let _ = stop_tx.send(());
+    let _ = converger_task.await;
+    Ok(())
+}
+
+fn reload(path: Option<&std::path::Path>) -> Result<Config, String> {
+    let path = path.unwrap_or(std::path::Path::new(crate::cli::DEFAULT_CONFIG));
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+/// The ENI ids the configuration selects, with their entries.
+async fn resolve(ctx: &Context, config: &Config) -> Vec<(String, EniConfig)> {
+    let mut out = Vec::new();
+    for entry in &config.eni {
+        match entry.selector() {
+            EniSelector::Id(id) => out.push((id, entry.clone())),
+            EniSelector::Tag { key, value } => {
+                let request = DescribeNetworkInterfaces {
+                    vpc_id: ctx.identity.vpc_id.clone(),
+                    tags: vec![TagFilter {
+                        key: key.clone(),
+                        value: Some(value.clone()),
+                    }],
+                    ..Default::default()
+                };
+                match ctx.ecs.describe_network_interfaces(&request).await {
+                    Ok((enis, _)) => {
+                        for ni in enis {
+                            let mine =
+                                ni.attached_instance() == Some(ctx.identity.instance_id.as_str());
+                            let usable = ni.kind != "Primary"
+                                && ni.zone_id == ctx.identity.zone_id
+                                && (ni.status == EniStatus::Available || mine);
+                            if usable && !out.iter().any(|(id, _)| *id == ni.network_interface_id) {
+                                let mut e = entry.clone();
+                                e.tag = None;
+                                e.id = Some(ni.network_interface_id.clone());
+                                out.push((ni.network_interface_id, e));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        error!(tag = %format!("{key}={value}"), error = %e, "cannot list ENIs by tag")
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn start_workers(
+    ctx: &Arc<Context>,
+    config: &Config,
+    workers: &mut BTreeMap<String, Worker>,
+    tx: &mpsc::Sender<Report>,
+) {
+    for (eni_id, entry) in resolve(ctx, config).await {
+        ensure_worker(ctx, workers, eni_id, entry, tx);
+    }
+}
+
+/// Starts the worker of `eni_id` unless it runs already.
+fn ensure_worker(
+    ctx: &Arc<Context>,
+    workers: &mut BTreeMap<String, Worker>,
+    eni_id: String,
+    entry: EniConfig,
+    tx: &mpsc::Sender<Report>,
+) {
+    if let std::collections::btree_map::Entry::Vacant(slot) = workers.entry(eni_id.clone()) {
+        let task = tokio::spawn(supervise(ctx.clone(), entry.clone(), eni_id, tx.clone()));
+        slot.insert(Worker { entry, task });
+    }
+}
+
+async fn apply_reload(
+    ctx: &Arc<Context>,
+    config: &Config,
+    workers: &mut BTreeMap<String, Worker>,
+    outcomes: &mut BTreeMap<String, Result<(), (String, bool)>>,
+    tx: &mpsc::Sender<Report>,
+) {
+    let wanted = resolve(ctx, config).await;
+    let removed: Vec<String> = workers
+        .keys()
+        .filter(|id| !wanted.iter().any(|(w, _)| w == *id))
+        .cloned()
+        .collect();
+    for id in removed {
+        if let Some(w) = workers.remove(&id) {
+            w.task.abort();
+        }
+        outcomes.remove(&id);
+        if config.agent.detach_on_remove {
+            match teardown(ctx, &id).await {
+                Ok(t) => {
+                    info!(eni = %id, removed = t.removed.len(), "removed from the configuration: unconfigured and detached")
+                }
+                Err(e) => {
+                    error!(eni = %id, error = %e, "removed from the configuration, but the detach failed")
+                }
+            }
+        } else {
+            info!(eni = %id, "removed from the configuration; left attached and configured (detach_on_remove = false)");
+        }
+    }
+    // Entries whose settings changed are restarted with the new ones.
+    for (id, entry) in &wanted {
+        if workers.get(id).is_some_and(|w| w.entry != *entry) {
+            if let Some(w) = workers.remove(id) {
+                w.task.abort();
+            }
+        }
+    }
+    for (eni_id, entry) in wanted {
+        ensure_worker(ctx, workers, eni_id, entry, tx);
+    }
+}
+
+/// Brings one ENI up, then keeps it: re-describes it periodically and
+/// re-plans when its addresses change; starts over when it is no longer
+/// attached here; retries failures with backoff.
+async fn supervise(ctx: Arc<Context>, entry: EniConfig, eni_id: String, tx: mpsc::Sender<Report>) {
+    let mut failures: u32 = 0;
+    loop {
+        match worker::bring_up(&ctx, &entry, &eni_id).await {
+            Ok(configured) => {
+                failures = 0;
+                let _ = tx.send(Report::Configured(eni_id.clone())).await;
+                keep(&ctx, &entry, configured).await;
+            }
+            Err(e) => {
+                failures += 1;
+                let permanent = !e.is_transient();
+                error!(eni = %eni_id, error = %e, permanent, "ENI not configured");
+                let _ = tx
+                    .send(Report::Failed {
+                        eni_id: eni_id.clone(),
+                        error: e.to_string(),
+                        permanent,
+                    })
+                    .await;
+                let delay = if permanent {
+                    ctx.agent.describe_interval
+                } else {
+                    Duration::from_secs(2u64.saturating_pow(failures.min(6)))
+                        .min(ctx.agent.describe_interval)
+                };
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Keeps a configured ENI up to date; returns when it must be brought up again.
+async fn keep(ctx: &Context, entry: &EniConfig, mut current: Configured) {
+    loop {
+        tokio::time::sleep(jittered(ctx.agent.describe_interval)).await;
+        match worker::refresh(ctx, &current.facts).await {
+            Ok(None) => {}
+            Ok(Some((ni, fresh))) => {
+                let here = ni.status == EniStatus::InUse
+                    && ni.attached_instance() == Some(ctx.identity.instance_id.as_str());
+                if !here {
+                    warn!(eni = %current.facts.eni_id, status = %ni.status, "the ENI is no longer attached here; attaching it again");
+                    return;
+                }
+                info!(eni = %fresh.eni_id, "the ENI's addresses changed; re-planning");
+                match worker::make_plan(ctx, entry, &fresh).await {
+                    Ok(plan) => match ctx.converger.manage(plan.clone()).await {
+                        Ok(()) => {
+                            current.facts = fresh;
+                            current.plan = plan;
+                        }
+                        Err(e) => {
+                            error!(eni = %fresh.eni_id, error = %e, "cannot hand the new plan to the converger")
+                        }
+                    },
+                    Err(e) => {
+                        error!(eni = %fresh.eni_id, error = %e, "the ENI's new facts cannot be applied; keeping the current configuration")
+                    }
+                }
+            }
+            Err(e) => warn!(eni = %current.facts.eni_id, error = %e, "periodic Describe failed"),
+        }
+    }
+}
+
+/// `base` ± 10 %.
+fn jittered(base: Duration) -> Duration {
+    let tenth = base / 10;
+    let span = u64::try_from(tenth.as_millis() * 2)
+        .unwrap_or(u64::MAX)
+        .max(1);
+    base - tenth + Duration::from_millis(crate::backoff::random_u64() % span)
+}
+
+fn summarize(
+    workers: &BTreeMap<String, Worker>,
+    outcomes: &BTreeMap<String, Result<(), (String, bool)>>,
+) -> String {
+    let total = workers.len();
+    let ok = workers
+        .keys()
+        .filter(|id| matches!(outcomes.get(*id), Some(Ok(()))))
+        .count();
+    let failed: Vec<&String> = workers
+        .keys()
+        .filter(|id| matches!(outcomes.get(*id), Some(Err(_))))
+        .collect();
+    let mut s = format!("{ok}/{total} ENIs configured");
+    if !failed.is_empty() {
+        s.push_str(&format!(
+            ", failing: {}",
+            failed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    s
+}

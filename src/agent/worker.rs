@@ -1,0 +1,378 @@
+//! One ENI's flow, start to configured: read it, check it, hand it off from
+//! the OS network managers, record the intent, attach, and — concurrently —
+//! confirm InUse with Describe polls while the converger configures the NIC
+//! the moment it appears and the metadata facts are there.
+
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use super::cloud_flow::{self, AttachError, AttachTarget, PollPolicy, Readiness};
+use super::context::{Context, foreign_tables};
+use super::facts::{self, FactsError};
+use super::timeline::{Phase, Timeline};
+use crate::apply::{ConvergeError, ConvergeEvent};
+use crate::cloud::ecs::NetworkInterface;
+use crate::cloud::{CloudError, ErrorClass};
+use crate::config::EniConfig;
+use crate::mac::MacAddr;
+use crate::metadata::MetadataError;
+use crate::plan::{self, EniFacts, Plan, PlanError};
+use crate::state::{EniRecord, Intent, Progress, StateError};
+
+/// Why an ENI could not be brought up.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{eni_id}: {source}")]
+    Metadata {
+        eni_id: String,
+        #[source]
+        source: MetadataError,
+    },
+    #[error(
+        "{eni_id}: the metadata service has no vSwitch facts (gateway, CIDR) for MAC {mac} after {waited:?}; it usually lags the attach by seconds — check the metadata service"
+    )]
+    SubnetFactsMissing {
+        eni_id: String,
+        mac: MacAddr,
+        waited: Duration,
+    },
+    #[error("{eni_id}: routing table: {source}")]
+    Tables {
+        eni_id: String,
+        #[source]
+        source: crate::tables::TableError,
+    },
+    #[error("{eni_id}: listing the kernel's routing tables failed: {source}")]
+    Netlink {
+        eni_id: String,
+        #[source]
+        source: crate::netlink::NetlinkError,
+    },
+    #[error("{eni_id}: {source}")]
+    Converger {
+        eni_id: String,
+        #[source]
+        source: ConvergeError,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Handoff(#[from] crate::handoff::HandoffError),
+    #[error("{eni_id}: not configured within {timeout:?} (last state: {last})")]
+    Timeout {
+        eni_id: String,
+        timeout: Duration,
+        last: String,
+    },
+}
+
+impl WorkerError {
+    /// True when trying again later may help (throttling, timeouts, an
+    /// unreachable service); false when a person must change something.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Attach(AttachError::Cloud(e)) => e.class() != ErrorClass::Permanent,
+            Self::Attach(e) => e.is_timeout(),
+            Self::Metadata { source, .. } => source.is_transient(),
+            Self::SubnetFactsMissing { .. } | Self::Timeout { .. } | Self::Netlink { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// True for a timeout (exit code 2 of the one-shot).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::SubnetFactsMissing { .. })
+            || matches!(self, Self::Attach(e) if e.is_timeout())
+    }
+}
+
+impl From<CloudError> for WorkerError {
+    fn from(e: CloudError) -> Self {
+        Self::Attach(AttachError::Cloud(e))
+    }
+}
+
+/// A configured ENI.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    pub facts: EniFacts,
+    pub plan: Plan,
+    pub ifindex: u32,
+    pub ifname: String,
+    pub timeline: Timeline,
+}
+
+/// Brings `eni_id` (configured by `entry`) to configured.
+pub async fn bring_up(
+    ctx: &Context,
+    entry: &EniConfig,
+    eni_id: &str,
+) -> Result<Configured, WorkerError> {
+    // Subscribe before anything can happen, so no converger event is missed.
+    let mut events = ctx.converger.subscribe();
+    let timeline = StdMutex::new(Timeline::start());
+    let mark = |phase, rid: Option<&str>| {
+        if let Ok(mut t) = timeline.lock() {
+            t.mark(phase, rid);
+        }
+    };
+    let mut record = ctx
+        .store
+        .load(eni_id)?
+        .unwrap_or_else(|| EniRecord::new(eni_id, &ctx.identity.instance_id, Intent::Attach));
+    record.intent = Intent::Attach;
+    let target = AttachTarget {
+        eni_id: eni_id.to_owned(),
+        instance_id: ctx.identity.instance_id.clone(),
+        zone_id: ctx.identity.zone_id.clone(),
+        vpc_id: ctx.identity.vpc_id.clone(),
+        network_card_index: entry.network_card_index,
+        takeover: entry.takeover,
+    };
+    let poll = PollPolicy {
+        first: Duration::from_millis(100),
+        cap: Duration::from_secs(2),
+        timeout: ctx.agent.attach_timeout,
+    };
+    let run = async {
+        let readiness = cloud_flow::prepare(&ctx.ecs, &target, poll).await?;
+        mark(Phase::Described, None);
+        let (ni, attach_request) = match readiness {
+            Readiness::AttachedHere(ni) => {
+                mark(Phase::InUseConfirmed, None);
+                (ni, None)
+            }
+            Readiness::NeedsAttach(ni) => {
+                // Parse the facts before attaching: a malformed answer must
+                // not leave an ENI attached and half configured.
+                let f = facts::eni_facts(&ni)?;
+                if let Some(dirs) = &ctx.handoff {
+                    dirs.install(eni_id, MacAddr(f.mac.0))?;
+                }
+                record.mac = Some(f.mac.to_string());
+                record.progress = Progress::AttachRequested;
+                ctx.store.save(&record)?;
+                let rid = cloud_flow::attach(&ctx.ecs, &target).await?;
+                mark(Phase::AttachAccepted, Some(&rid));
+                (ni, Some(rid))
+            }
+        };
+        let eni_facts = facts::eni_facts(&ni)?;
+        if attach_request.is_none() {
+            if let Some(dirs) = &ctx.handoff {
+                dirs.install(eni_id, MacAddr(eni_facts.mac.0))?;
+            }
+        }
+        let confirm = async {
+            if let Some(rid) = &attach_request {
+                let (_, describe_rid) =
+                    cloud_flow::confirm_in_use(&ctx.ecs, &target, rid, poll).await?;
+                mark(Phase::InUseConfirmed, Some(&describe_rid));
+            }
+            Ok::<_, WorkerError>(())
+        };
+        let configure = async {
+            let plan = make_plan(ctx, entry, &eni_facts).await?;
+            ctx.converger
+                .manage(plan.clone())
+                .await
+                .map_err(|source| WorkerError::Converger {
+                    eni_id: eni_id.to_owned(),
+                    source,
+                })?;
+            let (ifindex, ifname) = wait_converged(&mut events, eni_id, &mark).await?;
+            Ok::<_, WorkerError>((plan, ifindex, ifname))
+        };
+        let ((), (plan, ifindex, ifname)) = tokio::try_join!(confirm, configure)?;
+        Ok::<_, WorkerError>((eni_facts, plan, ifindex, ifname))
+    };
+    let outcome = tokio::time::timeout(ctx.agent.attach_timeout, run).await;
+    let tl = timeline
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_else(|_| Timeline::start());
+    record.timeline = tl.marks().to_vec();
+    let result = match outcome {
+        Ok(Ok((facts, plan, ifindex, ifname))) => {
+            record.progress = Progress::Configured;
+            record.ifindex = Some(ifindex);
+            record.ifname = Some(ifname.clone());
+            record.table = Some(plan.table);
+            record.mac = Some(facts.mac.to_string());
+            record.last_error = None;
+            info!(eni = %eni_id, ifname = %ifname, ifindex, table = plan.table, timeline = %tl, "ENI configured");
+            Ok(Configured {
+                facts,
+                plan,
+                ifindex,
+                ifname,
+                timeline: tl,
+            })
+        }
+        Ok(Err(e)) => {
+            record.last_error = Some(e.to_string());
+            if !e.is_transient() {
+                record.progress = Progress::Failed;
+            }
+            Err(e)
+        }
+        Err(_) => {
+            let e = WorkerError::Timeout {
+                eni_id: eni_id.to_owned(),
+                timeout: ctx.agent.attach_timeout,
+                last: if tl.marks().is_empty() {
+                    "not described yet".into()
+                } else {
+                    tl.to_string()
+                },
+            };
+            record.last_error = Some(e.to_string());
+            Err(e)
+        }
+    };
+    if let Err(e) = ctx.store.save(&record) {
+        warn!(eni = %eni_id, error = %e, "cannot record the ENI's state");
+    }
+    result
+}
+
+/// Waits for the metadata service's vSwitch facts of the ENI's MAC (they lag
+/// the attach), allocates the table and plans.
+pub async fn make_plan(
+    ctx: &Context,
+    entry: &EniConfig,
+    eni: &EniFacts,
+) -> Result<Plan, WorkerError> {
+    let subnet = wait_subnet_facts(ctx, eni).await?;
+    let table = match entry.table {
+        Some(t) => t,
+        None => {
+            let mut tables = ctx.tables.lock().await;
+            match tables.get(&eni.eni_id) {
+                Some(t) => t,
+                None => {
+                    let in_use = foreign_tables()
+                        .await
+                        .map_err(|source| WorkerError::Netlink {
+                            eni_id: eni.eni_id.clone(),
+                            source,
+                        })?;
+                    let allocation = tables.allocate(&eni.eni_id, &in_use).map_err(|source| {
+                        WorkerError::Tables {
+                            eni_id: eni.eni_id.clone(),
+                            source,
+                        }
+                    })?;
+                    if !allocation.skipped_foreign.is_empty() {
+                        warn!(eni = %eni.eni_id, skipped = ?allocation.skipped_foreign, "routing tables in use by others were skipped");
+                    }
+                    allocation.table
+                }
+            }
+        }
+    };
+    Ok(plan::plan(eni, &subnet, &entry.options(), table)?)
+}
+
+async fn wait_subnet_facts(
+    ctx: &Context,
+    eni: &EniFacts,
+) -> Result<plan::SubnetFacts, WorkerError> {
+    let mac = MacAddr(eni.mac.0);
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let md = ctx
+            .metadata
+            .interface(mac)
+            .await
+            .map_err(|source| WorkerError::Metadata {
+                eni_id: eni.eni_id.clone(),
+                source,
+            })?;
+        if let Some(subnet) = facts::subnet_facts(&md) {
+            if !facts::ipv6_facts_missing(eni, &md) || started.elapsed() > Duration::from_secs(10) {
+                return Ok(subnet);
+            }
+        }
+        if started.elapsed() + delay > ctx.agent.attach_timeout {
+            return Err(WorkerError::SubnetFactsMissing {
+                eni_id: eni.eni_id.clone(),
+                mac,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Waits for the converger to report the ENI configured; returns its ifindex
+/// and name.
+async fn wait_converged(
+    events: &mut broadcast::Receiver<ConvergeEvent>,
+    eni_id: &str,
+    mark: &impl Fn(Phase, Option<&str>),
+) -> Result<(u32, String), WorkerError> {
+    let mut name = String::new();
+    loop {
+        match events.recv().await {
+            Ok(ConvergeEvent::Bound {
+                eni_id: id,
+                name: n,
+                ..
+            }) if id == eni_id => {
+                mark(Phase::LinkSeen, None);
+                name = n;
+            }
+            Ok(ConvergeEvent::Converged {
+                eni_id: id,
+                ifindex,
+                warnings,
+                ..
+            }) if id == eni_id => {
+                mark(Phase::LinkSeen, None);
+                mark(Phase::Configured, None);
+                for w in warnings {
+                    warn!(eni = %eni_id, "{w}");
+                }
+                return Ok((ifindex, name));
+            }
+            Ok(ConvergeEvent::Failed {
+                eni_id: id, error, ..
+            }) if id == eni_id => {
+                warn!(eni = %eni_id, %error, "configuring the NIC failed; the converger retries");
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "converger events were dropped")
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(WorkerError::Converger {
+                    eni_id: eni_id.to_owned(),
+                    source: ConvergeError::Stopped,
+                });
+            }
+        }
+    }
+}
+
+/// Describes the ENI again; `Some(new facts)` when its addresses, prefixes or
+/// queues changed since `current`.
+pub async fn refresh(
+    ctx: &Context,
+    current: &EniFacts,
+) -> Result<Option<(NetworkInterface, EniFacts)>, WorkerError> {
+    let (ni, _) = cloud_flow::describe(&ctx.ecs, &current.eni_id).await?;
+    let fresh = facts::eni_facts(&ni)?;
+    Ok((fresh != *current).then_some((ni, fresh)))
+}

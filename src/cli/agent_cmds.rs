@@ -1,0 +1,244 @@
+//! The agent's commands: the daemon, the one-shot attach and detach, status
+//! and plan.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Cli, EXIT_FAILURE, EXIT_TIMEOUT, load_config};
+use crate::agent::context::Context;
+use crate::agent::{cloud_flow, daemon, facts, teardown, worker};
+use crate::apply::{Converger, ConvergerConfig, ConvergerHandle};
+use crate::config::{Config, EniConfig};
+use crate::mac::MacAddr;
+use crate::state::StateStore;
+
+/// An error with the exit code it maps to.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    fn permanent(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            code: EXIT_FAILURE,
+        }
+    }
+}
+
+/// Starts a converger in the background for a one-shot command; dropping the
+/// returned sender stops it (the configuration it applied stays).
+fn start_converger() -> Result<(ConvergerHandle, tokio::sync::oneshot::Sender<()>), Failure> {
+    let (converger, handle) = Converger::new(ConvergerConfig::default()).map_err(|e| {
+        Failure::permanent(format!("cannot open rtnetlink (is this run as root?): {e}"))
+    })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(converger.run(async move {
+        let _ = rx.await;
+    }));
+    Ok((handle, tx))
+}
+
+async fn context(config: &Config) -> Result<(Context, tokio::sync::oneshot::Sender<()>), Failure> {
+    let (handle, stop) = start_converger()?;
+    let ctx = Context::new(config, handle)
+        .await
+        .map_err(Failure::permanent)?;
+    Ok((ctx, stop))
+}
+
+/// `eni-agent run`.
+pub async fn run_daemon(cli: &Cli) -> Result<(), Failure> {
+    let config = load_config(cli).map_err(Failure::permanent)?;
+    daemon::run(config, cli.config.clone())
+        .await
+        .map_err(Failure::permanent)
+}
+
+/// `eni-agent attach ENI_ID [--timeout]`.
+pub async fn attach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Result<(), Failure> {
+    if !crate::config::is_eni_id(eni_id) {
+        return Err(Failure {
+            message: format!("{eni_id:?} is not an ENI id (they look like eni-bp1abc...)"),
+            code: super::EXIT_USAGE,
+        });
+    }
+    let mut config = load_config(cli).map_err(Failure::permanent)?;
+    if let Some(t) = timeout {
+        config.agent.attach_timeout = t;
+    }
+    let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
+    let _lock = store.lock().map_err(Failure::permanent)?;
+    let entry = config
+        .eni
+        .iter()
+        .find(|e| e.id.as_deref() == Some(eni_id))
+        .cloned()
+        .unwrap_or_else(|| EniConfig::for_id(eni_id));
+    let (ctx, _stop) = context(&config).await?;
+    match worker::bring_up(&ctx, &entry, eni_id).await {
+        Ok(done) => {
+            println!(
+                "{eni_id} configured as {} (ifindex {}, table {})",
+                done.ifname, done.ifindex, done.plan.table
+            );
+            println!("timeline: {}", done.timeline);
+            Ok(())
+        }
+        Err(e) => Err(Failure {
+            code: if e.is_timeout() {
+                EXIT_TIMEOUT
+            } else {
+                EXIT_FAILURE
+            },
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// `eni-agent detach ENI_ID`.
+pub async fn detach(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
+    let config = load_config(cli).map_err(Failure::permanent)?;
+    let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
+    let _lock = store.lock().map_err(Failure::permanent)?;
+    let (ctx, _stop) = context(&config).await?;
+    let t = teardown::teardown(&ctx, eni_id)
+        .await
+        .map_err(|e| Failure {
+            code: if e.is_timeout() {
+                EXIT_TIMEOUT
+            } else {
+                EXIT_FAILURE
+            },
+            message: e.to_string(),
+        })?;
+    for op in &t.removed {
+        println!("{op}");
+    }
+    println!(
+        "{eni_id}: {} kernel objects removed; {}",
+        t.removed.len(),
+        if t.detached {
+            "detached (Available)"
+        } else {
+            "was not attached here"
+        }
+    );
+    Ok(())
+}
+
+/// `eni-agent status [--json]`.
+pub fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
+    let config = load_config(cli).map_err(Failure::permanent)?;
+    let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
+    let records = store.load_all().map_err(Failure::permanent)?;
+    if json {
+        let text = serde_json::to_string_pretty(&records).map_err(Failure::permanent)?;
+        println!("{text}");
+        return Ok(());
+    }
+    if records.is_empty() {
+        println!("no ENI managed (state in {})", store.dir().display());
+    }
+    for r in records {
+        println!(
+            "{}  {:?}/{:?}  {} ifindex {}  MAC {}  table {}",
+            r.eni_id,
+            r.intent,
+            r.progress,
+            r.ifname.as_deref().unwrap_or("-"),
+            r.ifindex.map_or("-".into(), |i| i.to_string()),
+            r.mac.as_deref().unwrap_or("-"),
+            r.table.map_or("-".into(), |t| t.to_string()),
+        );
+        if !r.timeline.is_empty() {
+            let marks: Vec<String> = r
+                .timeline
+                .iter()
+                .map(|m| format!("{} +{}ms", m.phase.name(), m.at.as_millis()))
+                .collect();
+            println!("    last timings: {}", marks.join(", "));
+        }
+        if let Some(e) = &r.last_error {
+            println!("    last error: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// `eni-agent plan ENI_ID`: what would be done; changes nothing.
+pub async fn plan(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
+    let config = load_config(cli).map_err(Failure::permanent)?;
+    let metadata = super::metadata_client(&config).map_err(Failure::permanent)?;
+    let client = super::ecs_client(&config, metadata.clone())
+        .await
+        .map_err(Failure::permanent)?;
+    let (ni, request_id) = cloud_flow::describe(&client, eni_id)
+        .await
+        .map_err(Failure::permanent)?;
+    let eni = facts::eni_facts(&ni).map_err(Failure::permanent)?;
+    let md = metadata
+        .interface(MacAddr(eni.mac.0))
+        .await
+        .map_err(Failure::permanent)?;
+    let subnet = facts::subnet_facts(&md).ok_or_else(|| {
+        Failure::permanent(format!(
+            "the metadata service has no vSwitch facts (gateway, CIDR) for {} yet: they appear once the ENI is attached \
+             to this instance (status now {})",
+            eni.mac, ni.status
+        ))
+    })?;
+    let entry = config
+        .eni
+        .iter()
+        .find(|e| e.id.as_deref() == Some(eni_id))
+        .cloned()
+        .unwrap_or_else(|| EniConfig::for_id(eni_id));
+    let store = StateStore::open(&config.agent.state_dir).ok();
+    let allocated = store.as_ref().and_then(|s| {
+        crate::tables::TableAllocator::load(
+            s.tables_path(),
+            config.agent.table_min..=config.agent.table_max,
+        )
+        .ok()
+        .and_then(|t| t.get(eni_id))
+    });
+    let table = entry.table.or(allocated).unwrap_or(config.agent.table_min);
+    let plan =
+        crate::plan::plan(&eni, &subnet, &entry.options(), table).map_err(Failure::permanent)?;
+    let dev = match crate::netlink::connect() {
+        Ok(handle) => crate::netlink::link_list(&handle)
+            .await
+            .ok()
+            .and_then(|links| {
+                links
+                    .into_iter()
+                    .find(|l| l.is_nic_with_mac(eni.mac))
+                    .map(|l| l.name)
+            }),
+        Err(_) => None,
+    };
+    println!(
+        "# DescribeNetworkInterfaceAttribute RequestId {request_id}; status {}",
+        ni.status
+    );
+    if allocated.is_none() && entry.table.is_none() {
+        println!(
+            "# table {table} is the first of the range; the real one is allocated at attach time"
+        );
+    }
+    print!("{}", plan.with_dev(dev.as_deref().unwrap_or("$DEV")));
+    Ok(())
+}
+
+/// Maps a command outcome to the process exit code, printing the error.
+pub fn exit(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("eni-agent: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
