@@ -194,13 +194,9 @@ impl Reconciler {
         match op {
             Op::Sysctl(s) => self.sysctl.set(s.key, name, s.value)?,
             Op::SetMtu(m) => netlink::link_set_mtu(h, index, *m).await?,
-            Op::SetChannels { target, .. } => {
-                let name = name.to_owned();
-                let target = *target;
-                tokio::task::spawn_blocking(move || ethtool::channels_set(&name, &target))
-                    .await
-                    .map_err(|e| EthtoolError::Name(format!("channel ioctl task failed: {e}")))??
-            }
+            // The ioctl is short; run inline so it happens in this thread's
+            // network namespace (a blocking-pool thread may be in another one).
+            Op::SetChannels { target, .. } => ethtool::channels_set(name, target)?,
             Op::SetUp => netlink::link_set_up(h, index).await?,
             Op::AddAddr(a) => netlink::addr_add(h, index, a).await?,
             Op::DelAddr(a) => addr_del(h, a).await?,
