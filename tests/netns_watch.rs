@@ -98,7 +98,11 @@ fn netns_watch_links_before_during_and_after_start() {
             add_nic("after3", mac(3), 1); // after the start
             let rec = Reconciler::connect().expect("netlink");
             for (p, name) in plans.iter().zip(["before1", "during2", "after3"]) {
-                wait_converged(&rec, p, name, LONG).await;
+                let took = wait_converged(&rec, p, name, LONG).await;
+                assert!(
+                    took < Duration::from_secs(2),
+                    "{name} configured after {took:?}"
+                );
             }
             assert!(
                 ip(&["route", "get", "192.0.2.1", "from", "10.0.3.6"])
