@@ -312,3 +312,59 @@ fn netns_no_transient_misroute_while_applying() {
         assert!(up < first_addr);
     });
 }
+
+#[test]
+fn netns_default_route_option_puts_a_worse_default_in_main() {
+    in_netns(
+        "netns_default_route_option_puts_a_worse_default_in_main",
+        || async {
+            fake_primary();
+            let options = eni_agent::plan::EniOptions {
+                default_route: true,
+                ..eni_agent::plan::EniOptions::default()
+            };
+            let rec = Reconciler::connect().expect("netlink");
+            let mut plans = Vec::new();
+            for (n, table) in [(4u8, 10001u32), (5, 10002)] {
+                let name = format!("eni{n}");
+                add_nic(&name, mac(n), 1);
+                let plan = test_plan_with(n, table, None, &options);
+                rec.apply(&plan, ifindex(&name)).await.expect("apply");
+                assert_eq!(
+                    rec.apply(&plan, ifindex(&name))
+                        .await
+                        .expect("again")
+                        .ops
+                        .len(),
+                    0
+                );
+                plans.push((plan, name));
+            }
+            let main = ip(&["route", "show", "default"]);
+            assert!(
+                main.contains(
+                    "default via 10.0.4.253 dev eni4 proto 237 src 10.0.4.5 metric 12001 onlink"
+                ),
+                "{main}"
+            );
+            assert!(
+                main.contains("dev eni5 proto 237 src 10.0.5.5 metric 12002 onlink"),
+                "{main}"
+            );
+            assert!(
+                ip(&["-6", "route", "show", "default"])
+                    .contains("dev eni4 proto 237 src 2001:db8:4::5 metric 12001")
+            );
+            // The primary NIC keeps the default; the ENIs are the fallback.
+            assert!(ip(&["route", "get", "192.0.2.1"]).contains("dev prim0"));
+            ip(&["route", "del", "default", "via", "192.168.100.1"]);
+            assert!(ip(&["route", "get", "192.0.2.1"]).contains("via 10.0.4.253 dev eni4"));
+            for (plan, name) in &plans {
+                rec.cleanup(plan, Some(ifindex(name)))
+                    .await
+                    .expect("cleanup");
+            }
+            assert_eq!(agent_owned_objects(), 0);
+        },
+    );
+}
