@@ -133,6 +133,11 @@ impl Reconciler {
             warnings: rules_in_the_way(plan, &obs),
             ..ApplyReport::default()
         };
+        if let (Some(q), None) = (plan.queues, obs.channels) {
+            report.warnings.push(format!(
+                "{name}: the driver reports no channels (ethtool -l unsupported); queue count {q} not applied"
+            ));
+        }
         for op in &ops {
             let cmd = OpCmd(op, &name).to_string();
             tracing::debug!(eni = %plan.eni_id, ifindex = index, "{cmd}");
