@@ -128,6 +128,25 @@ fn netns_full_configuration_idempotence_and_cleanup() {
                 r.contains("dev prim0") && !r.contains("via"),
                 "main's specific route wins: {r}"
             );
+            // Traffic from an address inside the ENI's IPv4 prefix (a container
+            // behind a bridge, forwarded by this host).
+            std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1\n").expect("sysctl");
+            ip(&[
+                "link", "add", "ctr0", "type", "veth", "peer", "name", "ctr1",
+            ]);
+            ip(&["link", "set", "ctr0", "up"]);
+            ip(&["link", "set", "ctr1", "up"]);
+            let from_prefix =
+                |dst: &str| ip(&["route", "get", dst, "from", "10.0.1.40", "iif", "ctr0"]);
+            let r = from_prefix("192.0.2.1");
+            assert!(r.contains("via 10.0.1.253 dev eni1 table 10001"), "{r}");
+            let r = from_prefix("10.0.1.77");
+            assert!(
+                r.contains("dev eni1 table 10001") && !r.contains("via"),
+                "{r}"
+            );
+            let r = from_prefix("192.168.100.9");
+            assert!(r.contains("dev prim0"), "main's connected route wins: {r}");
             let r = ip(&[
                 "-6",
                 "route",
