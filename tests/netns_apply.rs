@@ -128,6 +128,25 @@ fn netns_full_configuration_idempotence_and_cleanup() {
                 r.contains("dev prim0") && !r.contains("via"),
                 "main's specific route wins: {r}"
             );
+            // Traffic from an address inside the ENI's IPv4 prefix (a container
+            // behind a bridge, forwarded by this host).
+            std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1\n").expect("sysctl");
+            ip(&[
+                "link", "add", "ctr0", "type", "veth", "peer", "name", "ctr1",
+            ]);
+            ip(&["link", "set", "ctr0", "up"]);
+            ip(&["link", "set", "ctr1", "up"]);
+            let from_prefix =
+                |dst: &str| ip(&["route", "get", dst, "from", "10.0.1.40", "iif", "ctr0"]);
+            let r = from_prefix("192.0.2.1");
+            assert!(r.contains("via 10.0.1.253 dev eni1 table 10001"), "{r}");
+            let r = from_prefix("10.0.1.77");
+            assert!(
+                r.contains("dev eni1 table 10001") && !r.contains("via"),
+                "{r}"
+            );
+            let r = from_prefix("192.168.100.9");
+            assert!(r.contains("dev prim0"), "main's connected route wins: {r}");
             let r = ip(&[
                 "-6",
                 "route",
@@ -311,4 +330,60 @@ fn netns_no_transient_misroute_while_applying() {
             .expect("address events");
         assert!(up < first_addr);
     });
+}
+
+#[test]
+fn netns_default_route_option_puts_a_worse_default_in_main() {
+    in_netns(
+        "netns_default_route_option_puts_a_worse_default_in_main",
+        || async {
+            fake_primary();
+            let options = eni_agent::plan::EniOptions {
+                default_route: true,
+                ..eni_agent::plan::EniOptions::default()
+            };
+            let rec = Reconciler::connect().expect("netlink");
+            let mut plans = Vec::new();
+            for (n, table) in [(4u8, 10001u32), (5, 10002)] {
+                let name = format!("eni{n}");
+                add_nic(&name, mac(n), 1);
+                let plan = test_plan_with(n, table, None, &options);
+                rec.apply(&plan, ifindex(&name)).await.expect("apply");
+                assert_eq!(
+                    rec.apply(&plan, ifindex(&name))
+                        .await
+                        .expect("again")
+                        .ops
+                        .len(),
+                    0
+                );
+                plans.push((plan, name));
+            }
+            let main = ip(&["route", "show", "default"]);
+            assert!(
+                main.contains(
+                    "default via 10.0.4.253 dev eni4 proto 237 src 10.0.4.5 metric 12001 onlink"
+                ),
+                "{main}"
+            );
+            assert!(
+                main.contains("dev eni5 proto 237 src 10.0.5.5 metric 12002 onlink"),
+                "{main}"
+            );
+            assert!(
+                ip(&["-6", "route", "show", "default"])
+                    .contains("dev eni4 proto 237 src 2001:db8:4::5 metric 12001")
+            );
+            // The primary NIC keeps the default; the ENIs are the fallback.
+            assert!(ip(&["route", "get", "192.0.2.1"]).contains("dev prim0"));
+            ip(&["route", "del", "default", "via", "192.168.100.1"]);
+            assert!(ip(&["route", "get", "192.0.2.1"]).contains("via 10.0.4.253 dev eni4"));
+            for (plan, name) in &plans {
+                rec.cleanup(plan, Some(ifindex(name)))
+                    .await
+                    .expect("cleanup");
+            }
+            assert_eq!(agent_owned_objects(), 0);
+        },
+    );
 }

@@ -98,7 +98,11 @@ fn netns_watch_links_before_during_and_after_start() {
             add_nic("after3", mac(3), 1); // after the start
             let rec = Reconciler::connect().expect("netlink");
             for (p, name) in plans.iter().zip(["before1", "during2", "after3"]) {
-                wait_converged(&rec, p, name, LONG).await;
+                let took = wait_converged(&rec, p, name, LONG).await;
+                assert!(
+                    took < Duration::from_secs(2),
+                    "{name} configured after {took:?}"
+                );
             }
             assert!(
                 ip(&["route", "get", "192.0.2.1", "from", "10.0.3.6"])
@@ -412,6 +416,48 @@ fn netns_watch_periodic_resync_repairs_sysctls_and_queues() {
             assert!(took < Duration::from_secs(2), "repaired in {took:?}");
             let ch = eni_agent::ethtool::channels_get("eni9").expect("ethtool -l");
             assert_eq!((ch.rx_count, ch.tx_count), (2, 2));
+            run.shutdown().await;
+        },
+    );
+}
+
+#[test]
+fn netns_watch_restart_on_a_configured_nic_sends_nothing() {
+    // Restarting the agent must not disturb a configured NIC.
+    in_netns(
+        "netns_watch_restart_on_a_configured_nic_sends_nothing",
+        || async {
+            fake_primary();
+            let plan = test_plan(11, TABLE, Some(1));
+            add_nic("eni11", mac(11), 2);
+            let (mut conv, handle) = Converger::new(cfg()).expect("converger");
+            conv.manage(plan.clone()).expect("no conflict");
+            let run = start(conv, handle);
+            let rec = Reconciler::connect().expect("netlink");
+            // A NIC found by the first dump is configured without waiting for an event.
+            let took = wait_converged(&rec, &plan, "eni11", LONG).await;
+            assert!(
+                took < Duration::from_millis(500),
+                "first configuration took {took:?}"
+            );
+            run.shutdown().await;
+            assert!(
+                agent_owned_objects() > 0,
+                "shutdown leaves the configuration in place"
+            );
+
+            let (mut conv, handle) = Converger::new(cfg()).expect("converger");
+            conv.manage(plan.clone()).expect("no conflict");
+            let mut run = start(conv, handle);
+            let ev = run
+                .wait_for("Converged", |e| {
+                    matches!(e, ConvergeEvent::Converged { .. })
+                })
+                .await;
+            let ConvergeEvent::Converged { ops, .. } = ev else {
+                unreachable!()
+            };
+            assert_eq!(ops, Vec::<String>::new(), "a restart sent operations");
             run.shutdown().await;
         },
     );

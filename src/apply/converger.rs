@@ -338,8 +338,9 @@ impl Converger {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ConvergeError> {
         tokio::pin!(shutdown);
         self.resync("start").await?;
+        // NICs found by the first dump are configured right away, not at the next event.
+        let mut retry_at = self.converge_dirty().await.map(|d| Instant::now() + d);
         let mut next_resync = Instant::now() + self.cfg.resync_interval;
-        let mut retry_at: Option<Instant> = None;
         let mut commands_open = true;
         loop {
             let retry = async move {

@@ -133,6 +133,11 @@ impl Reconciler {
             warnings: rules_in_the_way(plan, &obs),
             ..ApplyReport::default()
         };
+        if let (Some(q), None) = (plan.queues, obs.channels) {
+            report.warnings.push(format!(
+                "{name}: the driver reports no channels (ethtool -l unsupported); queue count {q} not applied"
+            ));
+        }
         for op in &ops {
             let cmd = OpCmd(op, &name).to_string();
             tracing::debug!(eni = %plan.eni_id, ifindex = index, "{cmd}");
@@ -194,13 +199,9 @@ impl Reconciler {
         match op {
             Op::Sysctl(s) => self.sysctl.set(s.key, name, s.value)?,
             Op::SetMtu(m) => netlink::link_set_mtu(h, index, *m).await?,
-            Op::SetChannels { target, .. } => {
-                let name = name.to_owned();
-                let target = *target;
-                tokio::task::spawn_blocking(move || ethtool::channels_set(&name, &target))
-                    .await
-                    .map_err(|e| EthtoolError::Name(format!("channel ioctl task failed: {e}")))??
-            }
+            // The ioctl is short; run inline so it happens in this thread's
+            // network namespace (a blocking-pool thread may be in another one).
+            Op::SetChannels { target, .. } => ethtool::channels_set(name, target)?,
             Op::SetUp => netlink::link_set_up(h, index).await?,
             Op::AddAddr(a) => netlink::addr_add(h, index, a).await?,
             Op::DelAddr(a) => addr_del(h, a).await?,

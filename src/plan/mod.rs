@@ -46,8 +46,9 @@ pub use options::{EniOptions, SysctlSwitches};
 pub use validate::MAX_QUEUES;
 
 /// Base of the main-table default route metric when `default_route = true`;
-/// `100 * NetworkCardIndex` is added. Worse than any usual primary NIC metric
-/// (0, 100 or 1024).
+/// the ENI's table number is added, so two ENIs never collide (the kernel
+/// refuses a second default route with the same metric). Worse than any usual
+/// primary NIC metric (0, 100 or 1024).
 pub const DEFAULT_ROUTE_METRIC_BASE: u32 = 2000;
 
 /// Builds the desired state of the ENI's NIC.
@@ -167,10 +168,9 @@ pub fn plan(
         });
     }
     if options.default_route {
-        let metric = options.default_route_metric.unwrap_or_else(|| {
-            DEFAULT_ROUTE_METRIC_BASE
-                .saturating_add(eni.network_card_index.unwrap_or(0).saturating_mul(100))
-        });
+        let metric = options
+            .default_route_metric
+            .unwrap_or_else(|| DEFAULT_ROUTE_METRIC_BASE.saturating_add(table));
         routes.push(RouteSpec {
             table: TABLE_MAIN,
             dst: default_v4,

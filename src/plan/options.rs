@@ -18,8 +18,8 @@ pub struct EniOptions {
     /// Also add a default route through this NIC to the main table, with
     /// `default_route_metric` (keep it worse than the primary NIC's).
     pub default_route: bool,
-    /// Metric of that main-table default route; default
-    /// `2000 + 100 * NetworkCardIndex`.
+    /// Metric of that main-table default route; default `2000 + table`
+    /// (unique per ENI).
     pub default_route_metric: Option<u32>,
     /// Which sysctls the agent manages on this NIC.
     pub sysctl: SysctlSwitches,

@@ -400,7 +400,7 @@ fn options_change_the_plan() {
     assert_eq!(main.len(), 2);
     assert!(
         main.iter()
-            .all(|r| r.metric == 2100 && r.onlink && r.dst.prefix_len == 0)
+            .all(|r| r.metric == 2500 && r.onlink && r.dst.prefix_len == 0)
     );
     assert_eq!(p.sysctls.len(), 2, "accept_ra and disable_ipv6 stay");
 }
