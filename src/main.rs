@@ -1,5 +1,6 @@
 //! The `eni-agent` binary: parse the command line, set up logging, run.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -111,19 +111,5 @@ async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, Setu
 
 /// Routing tables that routes or rules not owned by eni-agent refer to.
 pub async fn foreign_tables() -> Result<BTreeSet<u32>, netlink::NetlinkError> {
-    let handle = netlink::connect()?;
-    let mut tables = BTreeSet::new();
-    for v6 in [false, true] {
-        for r in netlink::route_list(&handle, v6).await? {
-            if !r.is_ours() {
-                tables.insert(r.table);
-            }
-        }
-        for r in netlink::rule_list(&handle, v6).await? {
-            if !r.is_ours() {
-                tables.insert(r.table);
-            }
-        }
-    }
-    Ok(tables)
+    crate::apply::Reconciler::connect()?.foreign_tables().await
 }
