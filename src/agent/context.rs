@@ -36,6 +36,8 @@ pub struct Context {
     pub identity: Identity,
     pub handoff: Option<HandoffDirs>,
     pub agent: AgentConfig,
+    /// vSwitch facts learnt from NICs already attached, by vSwitch id.
+    pub subnets: Mutex<std::collections::HashMap<String, crate::plan::SubnetFacts>>,
 }
 
 /// Why the agent could not start.
@@ -77,6 +79,7 @@ impl Context {
                 .manage_network_managers
                 .then(HandoffDirs::default),
             agent: config.agent.clone(),
+            subnets: Mutex::default(),
         })
     }
 }

@@ -144,6 +144,7 @@ pub async fn bring_up(
         timeout: ctx.agent.attach_timeout,
     };
     let run = async {
+        let mut early_plan: Option<Plan> = None;
         let readiness = cloud_flow::prepare(&ctx.ecs, &target, poll).await?;
         mark(Phase::Described, None);
         let (ni, attach_request) = match readiness {
@@ -157,6 +158,19 @@ pub async fn bring_up(
                 let f = facts::eni_facts(&ni)?;
                 if let Some(dirs) = &ctx.handoff {
                     dirs.install(eni_id, MacAddr(f.mac.0))?;
+                }
+                // When another NIC of this instance sits in the same vSwitch,
+                // its metadata already has the gateway and CIDR: plan now and
+                // let the converger configure the NIC the moment it appears.
+                if let Some(subnet) = sibling_subnet(ctx, &ni.vswitch_id, &f).await {
+                    let plan = plan_with(ctx, entry, &f, &subnet).await?;
+                    ctx.converger.manage(plan.clone()).await.map_err(|source| {
+                        WorkerError::Converger {
+                            eni_id: eni_id.to_owned(),
+                            source,
+                        }
+                    })?;
+                    early_plan = Some(plan);
                 }
                 record.mac = Some(f.mac.to_string());
                 record.progress = Progress::AttachRequested;
@@ -181,14 +195,19 @@ pub async fn bring_up(
             Ok::<_, WorkerError>(())
         };
         let configure = async {
-            let plan = make_plan(ctx, entry, &eni_facts).await?;
-            ctx.converger
-                .manage(plan.clone())
-                .await
-                .map_err(|source| WorkerError::Converger {
-                    eni_id: eni_id.to_owned(),
-                    source,
-                })?;
+            let plan = match early_plan {
+                Some(plan) => plan,
+                None => {
+                    let plan = make_plan(ctx, entry, &eni_facts).await?;
+                    ctx.converger.manage(plan.clone()).await.map_err(|source| {
+                        WorkerError::Converger {
+                            eni_id: eni_id.to_owned(),
+                            source,
+                        }
+                    })?;
+                    plan
+                }
+            };
             let (ifindex, ifname) = wait_converged(&mut events, eni_id, &mark).await?;
             Ok::<_, WorkerError>((plan, ifindex, ifname))
         };
@@ -253,6 +272,16 @@ pub async fn make_plan(
     eni: &EniFacts,
 ) -> Result<Plan, WorkerError> {
     let subnet = wait_subnet_facts(ctx, eni).await?;
+    plan_with(ctx, entry, eni, &subnet).await
+}
+
+/// Allocates (or reuses) the ENI's table and plans with known vSwitch facts.
+async fn plan_with(
+    ctx: &Context,
+    entry: &EniConfig,
+    eni: &EniFacts,
+    subnet: &plan::SubnetFacts,
+) -> Result<Plan, WorkerError> {
     let table = match entry.table {
         Some(t) => t,
         None => {
@@ -280,7 +309,46 @@ pub async fn make_plan(
             }
         }
     };
-    Ok(plan::plan(eni, &subnet, &entry.options(), table)?)
+    Ok(plan::plan(eni, subnet, &entry.options(), table)?)
+}
+
+/// The facts of `vswitch_id` from another NIC of this instance in the same
+/// vSwitch (usually the primary), if the metadata service has them.
+async fn sibling_subnet(
+    ctx: &Context,
+    vswitch_id: &str,
+    eni: &EniFacts,
+) -> Option<plan::SubnetFacts> {
+    if vswitch_id.is_empty() {
+        return None;
+    }
+    if let Some(s) = ctx.subnets.lock().await.get(vswitch_id) {
+        return Some(s.clone()).filter(|s| eni.ipv6.is_empty() || s.ipv6_gateway.is_some());
+    }
+    let own = MacAddr(eni.mac.0);
+    for mac in ctx
+        .metadata
+        .macs()
+        .await
+        .ok()?
+        .into_iter()
+        .filter(|m| *m != own)
+    {
+        let Ok(md) = ctx.metadata.interface(mac).await else {
+            continue;
+        };
+        if md.vswitch_id.as_deref() != Some(vswitch_id) || facts::ipv6_facts_missing(eni, &md) {
+            continue;
+        }
+        if let Some(subnet) = facts::subnet_facts(&md) {
+            ctx.subnets
+                .lock()
+                .await
+                .insert(vswitch_id.to_owned(), subnet.clone());
+            return Some(subnet);
+        }
+    }
+    None
 }
 
 async fn wait_subnet_facts(

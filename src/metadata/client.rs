@@ -391,15 +391,17 @@ impl MetadataClient {
             self.optional(p("vswitch-cidr-block"), parse::ipv4_net),
             self.optional(p("vpc-cidr-block"), parse::ipv4_net),
         )?;
-        let (v6s, gw6, vsw6, prefixes, prefixes6) = tokio::try_join!(
+        let (v6s, gw6, vsw6, prefixes, prefixes6, vswitch_id) = tokio::try_join!(
             self.optional(p("ipv6s"), parse::ipv6_bracket_list),
             self.optional(p("ipv6-gateway"), parse::ipv6),
             self.optional(p("vswitch-ipv6-cidr-block"), parse::ipv6_net),
             self.optional(p("ipv4-prefixes"), parse::ipv4_net_list),
             self.optional(p("ipv6-prefixes"), parse::ipv6_net_list),
+            self.optional(p("vswitch-id"), |t| Ok(t.trim().to_owned())),
         )?;
         Ok(InterfaceFacts {
             network_interface_id: id,
+            vswitch_id,
             primary_ip_address: primary,
             private_ipv4s: v4s.unwrap_or_default(),
             netmask_len: mask,

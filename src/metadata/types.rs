@@ -20,6 +20,7 @@ pub struct InstanceIdentity {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InterfaceFacts {
     pub network_interface_id: Option<String>,
+    pub vswitch_id: Option<String>,
     pub primary_ip_address: Option<Ipv4Addr>,
     pub private_ipv4s: Vec<Ipv4Addr>,
     /// `netmask` as a prefix length.
