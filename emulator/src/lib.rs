@@ -11,6 +11,7 @@
 pub mod api;
 pub mod calllog;
 pub mod control;
+pub mod demo;
 pub mod engine;
 pub mod hotplug;
 pub mod metadata;

@@ -39,6 +39,13 @@ enum Command {
         #[arg(long, requires = "netns")]
         metadata_in_netns: bool,
     },
+    /// The whole flow in a private namespace: emulated instance, eni-agent attach,
+    /// the resulting configuration, detach, clean-up (root; needs iproute2).
+    Demo {
+        /// The ENI to attach (default: the first secondary ENI of the scenario).
+        #[arg(long)]
+        eni: Option<String>,
+    },
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,13 +56,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let Command::Serve {
-        scenario,
-        netns: ns,
-        api_listen,
-        metadata_listen,
-        metadata_in_netns,
-    } = Cli::parse().command;
+    let (scenario, ns, api_listen, metadata_listen, metadata_in_netns) = match Cli::parse().command
+    {
+        Command::Serve {
+            scenario,
+            netns,
+            api_listen,
+            metadata_listen,
+            metadata_in_netns,
+        } => (
+            scenario,
+            netns,
+            api_listen,
+            metadata_listen,
+            metadata_in_netns,
+        ),
+        Command::Demo { eni } => return ecs_emulator::demo::demo(eni).map_err(Into::into),
+    };
     let scenario = match scenario {
         Some(path) => Scenario::from_toml(&std::fs::read_to_string(&path)?)?,
         None => Scenario::builtin(),
