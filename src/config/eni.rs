@@ -86,6 +86,31 @@ pub fn is_eni_id(id: &str) -> bool {
     })
 }
 
+/// Adds the line of `[[eni]]` entry #n to a message that names the entry.
+pub fn with_line(message: &str, text: &str) -> String {
+    let Some(n) = message
+        .strip_prefix("eni entry #")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return message.to_owned();
+    };
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[eni]]"))
+        .nth(n.saturating_sub(1))
+        .map(|(i, _)| i + 1);
+    match line {
+        Some(line) => message.replacen(
+            &format!("eni entry #{n}"),
+            &format!("eni entry #{n} (line {line})"),
+            1,
+        ),
+        None => message.to_owned(),
+    }
+}
+
 /// Checks the entries together.
 pub fn validate(entries: &[EniConfig], tables: RangeInclusive<u32>) -> Result<(), String> {
     let mut ids = BTreeSet::new();

@@ -234,7 +234,7 @@ impl Config {
         })?;
         config.validate().map_err(|message| ConfigError::Invalid {
             origin: origin.to_owned(),
-            message,
+            message: eni::with_line(&message, text),
         })?;
         Ok(config)
     }
