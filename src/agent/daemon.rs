@@ -67,6 +67,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     }));
     let ctx = Arc::new(Context::new(&config, handle).await?);
     info!(instance = %ctx.identity.instance_id, zone = %ctx.identity.zone_id, "eni-agent started");
+    let drift = tokio::spawn(super::drift::monitor(
+        ctx.clone(),
+        ctx.converger.subscribe(),
+    ));
 
     let (report_tx, mut report_rx) = mpsc::channel::<Report>(64);
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
@@ -117,6 +121,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     for (_, w) in std::mem::take(&mut workers) {
         w.task.abort();
     }
+    drift.abort();
     let _ = stop_tx.send(());
     let _ = converger_task.await;
     Ok(())

@@ -6,12 +6,14 @@
 //! - [`worker`]: one ENI from Describe to configured;
 //! - [`teardown`]: unconfigure and detach;
 //! - [`daemon`]: `eni-agent run`;
+//! - [`drift`]: repairs counted, tug-of-war reported;
 //! - [`context`]: what all of them share;
 //! - [`timeline`]: per-phase timings with RequestIds.
 
 pub mod cloud_flow;
 pub mod context;
 pub mod daemon;
+pub mod drift;
 pub mod facts;
 pub mod teardown;
 pub mod timeline;

@@ -13,7 +13,7 @@ use super::worker::WorkerError;
 use crate::apply::{ConvergeError, Reconciler};
 use crate::cloud::ecs::EniStatus;
 use crate::plan::{AddressSpec, Plan};
-use crate::state::{EniRecord, Intent, Progress};
+use crate::state::{Intent, Progress};
 
 /// What a teardown did.
 #[derive(Debug, Clone, Default)]
@@ -26,13 +26,10 @@ pub struct Teardown {
 
 /// Unconfigures and detaches `eni_id`.
 pub async fn teardown(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerError> {
-    let mut record = ctx
-        .store
-        .load(eni_id)?
-        .unwrap_or_else(|| EniRecord::new(eni_id, &ctx.identity.instance_id, Intent::Detach));
-    record.intent = Intent::Detach;
-    record.progress = Progress::DetachRequested;
-    ctx.store.save(&record)?;
+    ctx.store.update(eni_id, &ctx.identity.instance_id, |r| {
+        r.intent = Intent::Detach;
+        r.progress = Progress::DetachRequested;
+    })?;
 
     let (ni, _) = cloud_flow::describe(&ctx.ecs, eni_id).await?;
     let removed = match ctx.converger.release(eni_id).await {

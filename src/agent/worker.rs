@@ -20,7 +20,7 @@ use crate::config::EniConfig;
 use crate::mac::MacAddr;
 use crate::metadata::MetadataError;
 use crate::plan::{self, EniFacts, Plan, PlanError};
-use crate::state::{EniRecord, Intent, Progress, StateError};
+use crate::state::{Intent, Progress, StateError};
 
 /// Why an ENI could not be brought up.
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +125,7 @@ pub async fn bring_up(
             t.mark(phase, rid);
         }
     };
-    let mut record = ctx
-        .store
-        .load(eni_id)?
-        .unwrap_or_else(|| EniRecord::new(eni_id, &ctx.identity.instance_id, Intent::Attach));
-    record.intent = Intent::Attach;
+    let instance = ctx.identity.instance_id.as_str();
     let target = AttachTarget {
         eni_id: eni_id.to_owned(),
         instance_id: ctx.identity.instance_id.clone(),
@@ -172,9 +168,11 @@ pub async fn bring_up(
                     })?;
                     early_plan = Some(plan);
                 }
-                record.mac = Some(f.mac.to_string());
-                record.progress = Progress::AttachRequested;
-                ctx.store.save(&record)?;
+                ctx.store.update(eni_id, instance, |r| {
+                    r.intent = Intent::Attach;
+                    r.mac = Some(f.mac.to_string());
+                    r.progress = Progress::AttachRequested;
+                })?;
                 let rid = cloud_flow::attach(&ctx.ecs, &target).await?;
                 mark(Phase::AttachAccepted, Some(&rid));
                 (ni, Some(rid))
@@ -219,46 +217,49 @@ pub async fn bring_up(
         .lock()
         .map(|t| t.clone())
         .unwrap_or_else(|_| Timeline::start());
-    record.timeline = tl.marks().to_vec();
     let result = match outcome {
         Ok(Ok((facts, plan, ifindex, ifname))) => {
-            record.progress = Progress::Configured;
-            record.ifindex = Some(ifindex);
-            record.ifname = Some(ifname.clone());
-            record.table = Some(plan.table);
-            record.mac = Some(facts.mac.to_string());
-            record.last_error = None;
             info!(eni = %eni_id, ifname = %ifname, ifindex, table = plan.table, timeline = %tl, "ENI configured");
             Ok(Configured {
                 facts,
                 plan,
                 ifindex,
                 ifname,
-                timeline: tl,
+                timeline: tl.clone(),
             })
         }
-        Ok(Err(e)) => {
-            record.last_error = Some(e.to_string());
-            if !e.is_transient() {
-                record.progress = Progress::Failed;
-            }
-            Err(e)
-        }
-        Err(_) => {
-            let e = WorkerError::Timeout {
-                eni_id: eni_id.to_owned(),
-                timeout: ctx.agent.attach_timeout,
-                last: if tl.marks().is_empty() {
-                    "not described yet".into()
-                } else {
-                    tl.to_string()
-                },
-            };
-            record.last_error = Some(e.to_string());
-            Err(e)
-        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(WorkerError::Timeout {
+            eni_id: eni_id.to_owned(),
+            timeout: ctx.agent.attach_timeout,
+            last: if tl.marks().is_empty() {
+                "not described yet".into()
+            } else {
+                tl.to_string()
+            },
+        }),
     };
-    if let Err(e) = ctx.store.save(&record) {
+    let saved = ctx.store.update(eni_id, instance, |r| {
+        r.intent = Intent::Attach;
+        r.timeline = tl.marks().to_vec();
+        match &result {
+            Ok(c) => {
+                r.progress = Progress::Configured;
+                r.ifindex = Some(c.ifindex);
+                r.ifname = Some(c.ifname.clone());
+                r.table = Some(c.plan.table);
+                r.mac = Some(c.facts.mac.to_string());
+                r.last_error = None;
+            }
+            Err(e) => {
+                r.last_error = Some(e.to_string());
+                if !e.is_transient() {
+                    r.progress = Progress::Failed;
+                }
+            }
+        }
+    });
+    if let Err(e) = saved {
         warn!(eni = %eni_id, error = %e, "cannot record the ENI's state");
     }
     result

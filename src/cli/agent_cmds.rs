@@ -160,6 +160,12 @@ pub fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
                 .collect();
             println!("    last timings: {}", marks.join(", "));
         }
+        if r.repairs > 0 {
+            println!(
+                "    drift repairs: {} in all, {} in the last minute as last counted",
+                r.repairs, r.repairs_last_minute
+            );
+        }
         if let Some(e) = &r.last_error {
             println!("    last error: {e}");
         }

@@ -66,6 +66,15 @@ pub struct EniRecord {
     /// Seconds since the epoch of the last write.
     #[serde(default)]
     pub updated_at: u64,
+    /// Drift repairs since the agent started managing the ENI.
+    #[serde(default)]
+    pub repairs: u64,
+    /// Repairs within the last minute, as last counted.
+    #[serde(default)]
+    pub repairs_last_minute: u32,
+    /// Seconds since the epoch of the last repair.
+    #[serde(default)]
+    pub last_repair_at: Option<u64>,
 }
 
 impl EniRecord {
@@ -82,6 +91,9 @@ impl EniRecord {
             timeline: Vec::new(),
             last_error: None,
             updated_at: 0,
+            repairs: 0,
+            repairs_last_minute: 0,
+            last_repair_at: None,
         }
     }
 }
@@ -117,6 +129,8 @@ pub enum StateError {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     dir: PathBuf,
+    /// Serialises read-modify-write of records within the process.
+    updates: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl StateStore {
@@ -129,6 +143,7 @@ impl StateStore {
         })?;
         Ok(Self {
             dir: dir.to_owned(),
+            updates: std::sync::Arc::default(),
         })
     }
 
@@ -169,6 +184,27 @@ impl StateStore {
             source: std::io::Error::other(e),
         })?;
         write_atomic(&path, &json).map_err(|source| StateError::Write { path, source })
+    }
+
+    /// Loads the record of `eni_id` (or a new one), lets `f` change it and
+    /// writes it back, atomically with respect to other updates in this
+    /// process.
+    pub fn update(
+        &self,
+        eni_id: &str,
+        instance_id: &str,
+        f: impl FnOnce(&mut EniRecord),
+    ) -> Result<EniRecord, StateError> {
+        let _guard = self
+            .updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut record = self
+            .load(eni_id)?
+            .unwrap_or_else(|| EniRecord::new(eni_id, instance_id, Intent::Attach));
+        f(&mut record);
+        self.save(&record)?;
+        Ok(record)
     }
 
     /// The record of `eni_id`, if any.
