@@ -8,7 +8,7 @@ use super::{Cli, EXIT_FAILURE, EXIT_TIMEOUT, load_config};
 use crate::agent::context::Context;
 use crate::agent::{cloud_flow, daemon, facts, teardown, worker};
 use crate::apply::{Converger, ConvergerConfig, ConvergerHandle};
-use crate::config::{Config, EniConfig};
+use crate::config::Config;
 use crate::mac::MacAddr;
 use crate::state::StateStore;
 
@@ -70,12 +70,7 @@ pub async fn attach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
     }
     let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
     let _lock = store.lock().map_err(Failure::permanent)?;
-    let entry = config
-        .eni
-        .iter()
-        .find(|e| e.id.as_deref() == Some(eni_id))
-        .cloned()
-        .unwrap_or_else(|| EniConfig::for_id(eni_id));
+    let entry = config.entry_for(eni_id);
     let (ctx, _stop) = context(&config).await?;
     match worker::bring_up(&ctx, &entry, eni_id).await {
         Ok(done) => {
@@ -195,12 +190,7 @@ pub async fn plan(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
             eni.mac, ni.status
         ))
     })?;
-    let entry = config
-        .eni
-        .iter()
-        .find(|e| e.id.as_deref() == Some(eni_id))
-        .cloned()
-        .unwrap_or_else(|| EniConfig::for_id(eni_id));
+    let entry = config.entry_for(eni_id);
     let store = StateStore::open(&config.agent.state_dir).ok();
     let allocated = store.as_ref().and_then(|s| {
         crate::tables::TableAllocator::load(

@@ -226,6 +226,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The `[[eni]]` entry with `eni_id`, or one with defaults.
+    pub fn entry_for(&self, eni_id: &str) -> EniConfig {
+        self.eni
+            .iter()
+            .find(|e| e.id.as_deref() == Some(eni_id))
+            .cloned()
+            .unwrap_or_else(|| EniConfig::for_id(eni_id))
+    }
+
     /// Parses TOML text; `origin` names it in errors (a path, or "built-in").
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| ConfigError::Invalid {
