@@ -22,6 +22,11 @@ pub struct FactsError {
     pub reason: &'static str,
 }
 
+/// No ENI carries more addresses or prefixes of one kind than this (ECS
+/// allows a few dozen); a longer list is a broken or hostile answer, refused
+/// before it costs anything.
+pub const MAX_LIST: usize = 1024;
+
 /// The ENI facts from a Describe answer.
 pub fn eni_facts(ni: &NetworkInterface) -> Result<EniFacts, FactsError> {
     let err = |field: &'static str, value: &str, reason: &'static str| FactsError {
@@ -30,6 +35,20 @@ pub fn eni_facts(ni: &NetworkInterface) -> Result<EniFacts, FactsError> {
         value: value.chars().take(64).collect(),
         reason,
     };
+    for (field, len) in [
+        ("PrivateIpSets", ni.private_ip_sets.items.len()),
+        ("Ipv6Sets", ni.ipv6_sets.items.len()),
+        ("Ipv4PrefixSets", ni.ipv4_prefix_sets.items.len()),
+        ("Ipv6PrefixSets", ni.ipv6_prefix_sets.items.len()),
+    ] {
+        if len > MAX_LIST {
+            return Err(err(
+                field,
+                &format!("{len} entries"),
+                "more than any ENI can have (1024)",
+            ));
+        }
+    }
     let mac: MacAddr = ni
         .mac_address
         .parse()

@@ -1,0 +1,134 @@
+//! Hostile input: whatever ECS, the metadata service or the configuration
+//! file say, the agent answers with a clear error or a valid plan — never a
+//! panic, never a hang — and a rejected answer reaches no kernel call (the
+//! plan is the last step before any is made).
+
+use std::time::{Duration, Instant};
+
+use eni_agent::agent::facts;
+use eni_agent::cloud::ecs::NetworkInterface;
+use eni_agent::config::Config;
+use eni_agent::plan::{self, EniOptions, IpNet, SubnetFacts};
+use proptest::prelude::*;
+
+fn subnet() -> SubnetFacts {
+    SubnetFacts {
+        vswitch_cidr: Some("192.168.10.0/24".parse().expect("cidr")),
+        netmask: None,
+        gateway: "192.168.10.253".parse().expect("gw"),
+        ipv6_gateway: Some("2408:4005:3a0:7101::1".parse().expect("gw6")),
+        vswitch_ipv6_cidr: Some("2408:4005:3a0:7101::/64".parse::<IpNet>().expect("cidr6")),
+    }
+}
+
+/// Describe JSON → facts → plan; the error text when refused.
+fn pipeline(json: &str) -> Result<plan::Plan, String> {
+    let ni: NetworkInterface = serde_json::from_str(json).map_err(|e| format!("decode: {e}"))?;
+    let f = facts::eni_facts(&ni).map_err(|e| e.to_string())?;
+    plan::plan(&f, &subnet(), &EniOptions::default(), 10001).map_err(|e| e.to_string())
+}
+
+fn eni_json(extra: &str) -> String {
+    format!(
+        r#"{{"NetworkInterfaceId":"eni-1","Type":"Secondary","MacAddress":"00:16:3e:00:00:02","PrivateIpAddress":"192.168.10.20"{extra}}}"#
+    )
+}
+
+#[test]
+fn a_sane_answer_plans() {
+    pipeline(&eni_json("")).expect("valid ENI plans");
+}
+
+#[test]
+fn malicious_describe_answers_are_refused_with_the_reason() {
+    let many: Vec<String> = (0..5000)
+        .map(|i| {
+            format!(
+                r#"{{"PrivateIpAddress":"10.{}.{}.{}"}}"#,
+                i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect();
+    let huge = format!(
+        r#","PrivateIpSets":{{"PrivateIpSet":[{}]}}"#,
+        many.join(",")
+    );
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    for (json, needle) in [
+        (eni_json(r#","PrivateIpSets":{"PrivateIpSet":[{"PrivateIpAddress":"10.9.9.9"}]}"#), "outside"),
+        (eni_json(r#","Ipv6Sets":{"Ipv6Set":[{"Ipv6Address":"2001:db8::1"}]}"#), "outside"),
+        (eni_json(r#","QueueNumber":99999"#), "99999"),
+        (eni_json(r#","QueueNumber":"4294967296""#), "out of range"),
+        (eni_json(&huge), "more than any ENI can have"),
+        (eni_json(r#","Ipv4PrefixSets":{"Ipv4PrefixSet":[{"Ipv4Prefix":"192.168.10.0/33"}]}"#), "prefix length 33"),
+        (eni_json(r#","PrivateIpSets":{"PrivateIpSet":[{"PrivateIpAddress":"192.168.10.20"},{"PrivateIpAddress":"192.168.10.21"},{"PrivateIpAddress":"192.168.10.21"}]}"#), "duplicate"),
+        (r#"{"NetworkInterfaceId":"eni-1","MacAddress":"01:00:5e:00:00:01","PrivateIpAddress":"192.168.10.20"}"#.to_owned(), "multicast"),
+        (format!(r#"{{"NetworkInterfaceId":"eni-1","Extra":{nested}}}"#), "MacAddress"),
+        (format!(r#"{{"NetworkInterfaceId":"eni-1","PrivateIpSets":{nested}}}"#), "decode"),
+        ("\u{0}\u{1}not json".to_owned(), "decode"),
+    ] {
+        let started = Instant::now();
+        let err = pipeline(&json).expect_err("refused");
+        assert!(err.to_lowercase().contains(&needle.to_lowercase()), "expected {needle:?} in: {err}");
+        assert!(started.elapsed() < Duration::from_secs(2), "refusing took {:?}", started.elapsed());
+    }
+    // Invalid UTF-8 never becomes a string.
+    assert!(serde_json::from_slice::<NetworkInterface>(b"{\"MacAddress\":\"\xff\xfe\"}").is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Arbitrary text never panics the decoder.
+    #[test]
+    fn any_text_decodes_or_errors(s in any::<String>()) {
+        let _ = pipeline(&s);
+    }
+
+    /// Arbitrary field values in a well-formed answer: a plan whose every
+    /// address lies inside the vSwitch, or an error.
+    #[test]
+    fn any_values_plan_validly_or_error(
+        mac in "[0-9a-f:]{0,20}",
+        primary in "[0-9.]{0,16}",
+        secondaries in proptest::collection::vec("192\\.168\\.(10|11)\\.[0-9]{1,3}", 0..20),
+        v6 in proptest::collection::vec("2408:4005:3a0:710[01]::[0-9a-f]{1,4}", 0..5),
+        prefixes in proptest::collection::vec("192\\.168\\.10\\.[0-9]{1,3}/[0-9]{1,2}", 0..3),
+        queues in proptest::option::of(0u64..5000),
+    ) {
+        let list = |items: &[String], key: &str| items.iter().map(|i| format!(r#"{{"{key}":"{i}"}}"#)).collect::<Vec<_>>().join(",");
+        let json = format!(
+            r#"{{"NetworkInterfaceId":"eni-1","MacAddress":"{mac}","PrivateIpAddress":"{primary}",
+                "PrivateIpSets":{{"PrivateIpSet":[{}]}},"Ipv6Sets":{{"Ipv6Set":[{}]}},
+                "Ipv4PrefixSets":{{"Ipv4PrefixSet":[{}]}}{}}}"#,
+            list(&secondaries, "PrivateIpAddress"),
+            list(&v6, "Ipv6Address"),
+            list(&prefixes, "Ipv4Prefix"),
+            queues.map(|q| format!(r#","QueueNumber":{q}"#)).unwrap_or_default(),
+        );
+        if let Ok(p) = pipeline(&json) {
+            let s = subnet();
+            let v4 = s.vswitch_cidr.expect("v4");
+            let v6net = s.vswitch_ipv6_cidr.expect("v6");
+            for a in &p.addresses {
+                prop_assert!(if a.addr.is_ipv4() { v4.contains(a.addr) } else { v6net.contains(a.addr) }, "{} outside", a.addr);
+            }
+            prop_assert!(p.queues.is_none_or(|q| (1..=2048).contains(&q)));
+        }
+    }
+
+    /// Arbitrary configuration text never panics the parser.
+    #[test]
+    fn any_config_text_parses_or_errors(s in any::<String>()) {
+        let _ = Config::from_toml(&s, "fuzz");
+    }
+
+    /// Configuration built from plausible keys with arbitrary values.
+    #[test]
+    fn any_config_values_parse_or_error(id in ".{0,20}", mtu in any::<i64>(), tag in ".{0,10}", interval in ".{0,8}") {
+        let text = format!("[agent]\ndescribe_interval = {interval:?}\n[[eni]]\nid = {id:?}\nmtu = {mtu}\n[[eni]]\ntag = {tag:?}\n");
+        let _ = Config::from_toml(&text, "fuzz");
+    }
+}
