@@ -123,30 +123,112 @@ pub async fn detach(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `eni-agent status [--json]`.
-pub fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
+/// What the kernel has for a managed NIC right now.
+#[derive(Debug, Default, serde::Serialize)]
+struct Live {
+    /// Current name (it may have been renamed since the record was written).
+    name: Option<String>,
+    up: bool,
+    addresses: Vec<String>,
+    /// `combined N` or `rx N tx N`.
+    queues: Option<String>,
+}
+
+/// Reads the live state of `ifindex`; `None` when the link is gone or
+/// netlink is not available (not root).
+async fn live(handle: &rtnetlink::Handle, ifindex: u32) -> Option<Live> {
+    let link = crate::netlink::link_show(handle, ifindex).await.ok()??;
+    let addresses = crate::netlink::addr_list(handle, ifindex)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(
+            |a| !matches!(a.addr, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80),
+        )
+        .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+        .collect();
+    let queues = crate::ethtool::channels_get(&link.name).ok().map(|c| {
+        if c.combined_count > 0 {
+            format!("combined {}", c.combined_count)
+        } else {
+            format!("rx {} tx {}", c.rx_count, c.tx_count)
+        }
+    });
+    Some(Live {
+        name: Some(link.name),
+        up: link.up,
+        addresses,
+        queues,
+    })
+}
+
+/// `eni-agent status [--json]`: the state records, with what the kernel has
+/// for each NIC now.
+pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     let config = load_config(cli).map_err(Failure::permanent)?;
     let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
     let records = store.load_all().map_err(Failure::permanent)?;
+    let handle = crate::netlink::connect().ok();
+    let mut rows = Vec::new();
+    for r in records {
+        let live = match (&handle, r.ifindex) {
+            (Some(h), Some(ix)) => live(h, ix).await,
+            _ => None,
+        };
+        rows.push((r, live));
+    }
     if json {
-        let text = serde_json::to_string_pretty(&records).map_err(Failure::permanent)?;
+        let value: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(r, live)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["live"] = serde_json::to_value(live).unwrap_or_default();
+                v
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&value).map_err(Failure::permanent)?;
         println!("{text}");
         return Ok(());
     }
-    if records.is_empty() {
+    if rows.is_empty() {
         println!("no ENI managed (state in {})", store.dir().display());
     }
-    for r in records {
+    for (r, live) in rows {
+        let name = live
+            .as_ref()
+            .and_then(|l| l.name.clone())
+            .or_else(|| r.ifname.clone());
         println!(
             "{}  {:?}/{:?}  {} ifindex {}  MAC {}  table {}",
             r.eni_id,
             r.intent,
             r.progress,
-            r.ifname.as_deref().unwrap_or("-"),
+            name.as_deref().unwrap_or("-"),
             r.ifindex.map_or("-".into(), |i| i.to_string()),
             r.mac.as_deref().unwrap_or("-"),
             r.table.map_or("-".into(), |t| t.to_string()),
         );
+        match &live {
+            Some(l) => {
+                println!(
+                    "    link {}  queues {}",
+                    if l.up { "up" } else { "DOWN" },
+                    l.queues.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "    addresses {}",
+                    if l.addresses.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        l.addresses.join(" ")
+                    }
+                );
+            }
+            None if r.ifindex.is_some() => {
+                println!("    the NIC is not present (or netlink is not readable here)")
+            }
+            None => {}
+        }
         if !r.timeline.is_empty() {
             let marks: Vec<String> = r
                 .timeline

@@ -100,7 +100,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Detach { eni_id } => {
             return agent_cmds::exit(agent_cmds::detach(&cli, eni_id).await);
         }
-        Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json)),
+        Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json).await),
         Command::Plan { eni_id } => return agent_cmds::exit(agent_cmds::plan(&cli, eni_id).await),
         Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
         Command::Metadata => inspect::metadata(&cli).await,
