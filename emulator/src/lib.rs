@@ -94,8 +94,12 @@ pub struct EniInfo {
 pub struct ReadyInfo {
     /// ECS API endpoint, `http://127.0.0.1:PORT/`.
     pub api_url: String,
-    /// Metadata base URL (append `/latest/meta-data/…`).
+    /// Metadata base URL (append `/latest/meta-data/…`): the first metadata
+    /// listener.
     pub metadata_url: String,
+    /// Every metadata listener (with `--metadata-in-netns` also
+    /// `http://100.100.100.200:80`, reachable inside the instance namespace).
+    pub metadata_urls: Vec<String>,
     /// Control API base URL (`…/_emulator`).
     pub control_url: String,
     /// Owner access key id.
@@ -151,11 +155,12 @@ pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorEr
     };
     let (tx, rx) = watch::channel(false);
     let api_base = url_of(&listeners.api)?;
-    let metadata_url = match listeners.metadata.first() {
-        Some(l) => url_of(l)?,
-        None => String::new(),
-    };
-    let info = ready_info(&state, &api_base, &metadata_url);
+    let metadata_urls = listeners
+        .metadata
+        .iter()
+        .map(url_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = ready_info(&state, &api_base, &metadata_urls);
     let emu = Emulator::new(state, settings, hotplug, rx.clone());
     emu.plug_initial();
 
@@ -212,7 +217,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn ready_info(st: &State, api_base: &str, metadata_url: &str) -> ReadyInfo {
+fn ready_info(st: &State, api_base: &str, metadata_urls: &[String]) -> ReadyInfo {
     let key = st
         .access_keys
         .values()
@@ -230,7 +235,8 @@ fn ready_info(st: &State, api_base: &str, metadata_url: &str) -> ReadyInfo {
         .unwrap_or_default();
     ReadyInfo {
         api_url: format!("{api_base}/"),
-        metadata_url: metadata_url.to_string(),
+        metadata_url: metadata_urls.first().cloned().unwrap_or_default(),
+        metadata_urls: metadata_urls.to_vec(),
         control_url: format!("{api_base}/_emulator"),
         access_key_id: key.map(|k| k.id.clone()).unwrap_or_default(),
         access_key_secret: key.map(|k| k.secret.clone()).unwrap_or_default(),

@@ -161,6 +161,12 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
         stream.read_to_string(&mut resp).expect("read");
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.ends_with(INSTANCE), "{resp}");
+        let urls = info["metadata_urls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(urls.len(), 2);
+        assert_eq!(urls[1], "http://100.100.100.200:80");
         // The API still answers on loopback of the namespace we started it in.
         let http = reqwest::Client::builder()
             .no_proxy()
