@@ -81,10 +81,7 @@ fn serve_prints_one_ready_line() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http_client();
         let md = info["metadata_url"].as_str().unwrap_or_default();
         let r = http
             .get(format!("{md}/latest/meta-data/instance-id"))
@@ -168,10 +165,7 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
         assert_eq!(urls.len(), 2);
         assert_eq!(urls[1], "http://100.100.100.200:80");
         // The API still answers on loopback of the namespace we started it in.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http_client();
         let api = info["api_url"].as_str().unwrap_or_default();
         let r = http
             .get(format!("{api}?Action=DescribeNetworkInterfaces"))

@@ -198,11 +198,7 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         },
     )
     .expect("emulator starts");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let http = http_client();
     Harness {
         api: running.info.api_url.clone(),
         md: running.info.metadata_url.clone(),
@@ -210,6 +206,18 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         running,
         http,
     }
+}
+
+/// A reqwest client for loopback (no proxy). In a workspace build reqwest
+/// has rustls without a provider (the agent's feature choice), so install
+/// ring first; harmless otherwise.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
 }
 
 fn nonce() -> String {
