@@ -162,7 +162,7 @@ pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorEr
         .collect::<Result<Vec<_>, _>>()?;
     let info = ready_info(&state, &api_base, &metadata_urls);
     let emu = Emulator::new(state, settings, hotplug, rx.clone());
-    emu.plug_initial();
+    emu.sync_links();
 
     let mut tasks = Vec::new();
     let control = control::router(Arc::clone(&emu));

@@ -84,6 +84,39 @@ fn control_api_drives_instance_state_and_settings() {
             403,
             "InvalidOperation.ExceedInstanceTypeQueueNumber",
         );
+        // Starting the instance plugs the NICs of its InUse ENIs (with the
+        // new queue count); stopping it removes them.
+        let set_status = |status: &'static str| {
+            let req = h
+                .http
+                .patch(format!("{}/instances/{INSTANCE}", h.control))
+                .json(&json!({ "status": status }));
+            async move { assert_eq!(req.send().await.expect("patch").status().as_u16(), 200) }
+        };
+        set_status("Running").await;
+        let start = std::time::Instant::now();
+        loop {
+            let links = links_in(&probe).await;
+            let eni1 = links.iter().find(|l| l.mac == "00:16:3e:10:00:02");
+            if eni1.is_some() && links.iter().any(|l| l.mac == "00:16:3e:10:00:01") {
+                assert_eq!(eni1.map(|l| l.tx_queues), Some(3));
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "NICs not plugged on start: {links:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        set_status("Stopped").await;
+        let start = std::time::Instant::now();
+        while !links_in(&probe).await.is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "NICs not removed on stop"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // A transitional instance state refuses attach and detach.
         let r = h
             .http
