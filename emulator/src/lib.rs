@@ -64,6 +64,8 @@ pub struct Config {
 pub struct Listeners {
     /// The ECS API (and the control API under `/_emulator/`).
     pub api: TcpListener,
+    /// Further API listeners (e.g. inside the instance namespace).
+    pub api_extra: Vec<TcpListener>,
     /// The metadata service (several, e.g. loopback and 100.100.100.200
     /// inside the instance namespace).
     pub metadata: Vec<TcpListener>,
@@ -94,6 +96,8 @@ pub struct EniInfo {
 pub struct ReadyInfo {
     /// ECS API endpoint, `http://127.0.0.1:PORT/`.
     pub api_url: String,
+    /// Every API endpoint (the first is `api_url`).
+    pub api_urls: Vec<String>,
     /// Metadata base URL (append `/latest/meta-data/…`): the first metadata
     /// listener.
     pub metadata_url: String,
@@ -160,31 +164,37 @@ pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorEr
         .iter()
         .map(url_of)
         .collect::<Result<Vec<_>, _>>()?;
-    let info = ready_info(&state, &api_base, &metadata_urls);
+    let mut info = ready_info(&state, &api_base, &metadata_urls);
+    for l in &listeners.api_extra {
+        info.api_urls.push(format!("{}/", url_of(l)?));
+    }
     let emu = Emulator::new(state, settings, hotplug, rx.clone());
     emu.sync_links();
 
     let mut tasks = Vec::new();
     let control = control::router(Arc::clone(&emu));
-    let api_emu = Arc::clone(&emu);
-    tasks.push(tokio::spawn(server::run(
-        listeners.api,
-        move |req: axum::http::Request<axum::body::Body>| {
-            let emu = Arc::clone(&api_emu);
-            let control = control.clone();
-            async move {
-                if req.uri().path().starts_with("/_emulator/") {
-                    match control.oneshot(req).await {
-                        Ok(r) => Ok(r),
-                        Err(never) => match never {},
+    for l in std::iter::once(listeners.api).chain(listeners.api_extra) {
+        let api_emu = Arc::clone(&emu);
+        let control = control.clone();
+        tasks.push(tokio::spawn(server::run(
+            l,
+            move |req: axum::http::Request<axum::body::Body>| {
+                let emu = Arc::clone(&api_emu);
+                let control = control.clone();
+                async move {
+                    if req.uri().path().starts_with("/_emulator/") {
+                        match control.oneshot(req).await {
+                            Ok(r) => Ok(r),
+                            Err(never) => match never {},
+                        }
+                    } else {
+                        api::handle(emu, req).await
                     }
-                } else {
-                    api::handle(emu, req).await
                 }
-            }
-        },
-        rx.clone(),
-    )));
+            },
+            rx.clone(),
+        )));
+    }
     for l in listeners.metadata {
         let md_emu = Arc::clone(&emu);
         tasks.push(tokio::spawn(server::run(
@@ -235,6 +245,7 @@ fn ready_info(st: &State, api_base: &str, metadata_urls: &[String]) -> ReadyInfo
         .unwrap_or_default();
     ReadyInfo {
         api_url: format!("{api_base}/"),
+        api_urls: vec![format!("{api_base}/")],
         metadata_url: metadata_urls.first().cloned().unwrap_or_default(),
         metadata_urls: metadata_urls.to_vec(),
         control_url: format!("{api_base}/_emulator"),

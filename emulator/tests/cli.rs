@@ -128,7 +128,13 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
     in_netns(|| async {
         let ns = new_instance_netns();
         let path = format!("/proc/{}/fd/{}", std::process::id(), ns.as_raw_fd());
-        let (child, info, rest) = spawn(&["--netns", &path, "--metadata-in-netns"]);
+        let (child, info, rest) = spawn(&[
+            "--netns",
+            &path,
+            "--metadata-in-netns",
+            "--api-in-netns",
+            "100.100.100.201:8080",
+        ]);
         let start = std::time::Instant::now();
         loop {
             if links_in(&ns)
@@ -164,6 +170,22 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
             .unwrap_or_default();
         assert_eq!(urls.len(), 2);
         assert_eq!(urls[1], "http://100.100.100.200:80");
+        // So does the API at the address given with --api-in-netns.
+        assert_eq!(info["api_urls"][1], "http://100.100.100.201:8080/");
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("enter instance netns");
+        let stream = std::net::TcpStream::connect(("100.100.100.201", 8080));
+        nix::sched::setns(home.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("back");
+        let mut stream = stream.expect("connect to the API inside the instance");
+        stream
+            .write_all(b"GET /?Action=DescribeNetworkInterfaces HTTP/1.1\r\nHost: ecs\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).expect("read");
+        assert!(
+            resp.starts_with("HTTP/1.1 400") && resp.contains("MissingParameter"),
+            "{resp}"
+        );
         // The API still answers on loopback of the namespace we started it in.
         let http = http_client();
         let api = info["api_url"].as_str().unwrap_or_default();

@@ -194,6 +194,7 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         },
         Listeners {
             api,
+            api_extra: Vec::new(),
             metadata: vec![md],
         },
     )
