@@ -14,21 +14,31 @@ use serde_json::Value;
 
 type Rest = std::thread::JoinHandle<String>;
 
-fn spawn(args: &[&str]) -> (Child, Value, Rest) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
+/// The emulator process; killed when dropped, so a failing test leaves no
+/// process behind.
+struct Emu(Child);
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Emu, Value, Rest) {
+    let mut child = Emu(Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ecs-emulator");
-    let stdout = child.stdout.take().expect("stdout");
+        .expect("spawn ecs-emulator"));
+    let stdout = child.0.stdout.take().expect("stdout");
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     reader.read_line(&mut line).expect("ready line");
     let info: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    child.stdout = None;
     // Keep reading the rest in the background: nothing else may come.
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();
@@ -38,13 +48,13 @@ fn spawn(args: &[&str]) -> (Child, Value, Rest) {
     (child, info, rest)
 }
 
-fn stop(mut child: Child, rest: Rest) -> String {
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop(mut child: Emu, rest: Rest) -> String {
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let rest = rest.join().expect("stdout reader");
     assert!(rest.is_empty(), "more than one line on stdout: {rest:?}");
     let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
+    if let Some(mut e) = child.0.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
     err
