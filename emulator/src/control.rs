@@ -114,5 +114,9 @@ async fn patch_instance(
     if let Some(s) = p.status {
         inst.status = s;
     }
-    Json(json!(inst)).into_response()
+    let body = json!(inst);
+    drop(st);
+    // A stopped instance has no NICs; a started one gets them back.
+    emu.sync_links();
+    Json(body).into_response()
 }

@@ -345,22 +345,29 @@ impl Emulator {
         });
     }
 
-    /// Plugs the NICs of ENIs already in use by the emulated instance (at
-    /// start-up).
-    pub fn plug_initial(self: &Arc<Self>) {
-        let ids: Vec<(String, u64)> = {
+    /// Makes the NICs in the instance namespace match the emulated
+    /// instance: while it is Running every `InUse` ENI has its NIC; in any
+    /// other state (Stopped, Stopping, …) it has none. Called at start-up
+    /// and when the control API changes the instance's status.
+    pub fn sync_links(self: &Arc<Self>) {
+        let (running, enis): (bool, Vec<(String, u64, bool)>) = {
             let st = self.state();
-            st.enis
+            let id = st.metadata_instance_id.as_str();
+            let running = st.instances.get(id).is_some_and(|i| i.status == "Running");
+            let enis = st
+                .enis
                 .values()
-                .filter(|e| {
-                    e.status == EniStatus::InUse
-                        && e.instance_id.as_deref() == Some(st.metadata_instance_id.as_str())
-                })
-                .map(|e| (e.id.clone(), e.generation))
-                .collect()
+                .filter(|e| e.status == EniStatus::InUse && e.instance_id.as_deref() == Some(id))
+                .map(|e| (e.id.clone(), e.generation, e.link_present))
+                .collect();
+            (running, enis)
         };
-        for (id, generation) in ids {
-            self.schedule_plug(&id, generation, Duration::ZERO);
+        for (id, generation, present) in enis {
+            if running && !present {
+                self.schedule_plug(&id, generation, Duration::ZERO);
+            } else if !running && present {
+                self.schedule_unplug(&id, generation, Duration::ZERO);
+            }
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Config {
 pub struct Listeners {
     /// The ECS API (and the control API under `/_emulator/`).
     pub api: TcpListener,
+    /// Further API listeners (e.g. inside the instance namespace).
+    pub api_extra: Vec<TcpListener>,
     /// The metadata service (several, e.g. loopback and 100.100.100.200
     /// inside the instance namespace).
     pub metadata: Vec<TcpListener>,
@@ -95,8 +97,14 @@ pub struct EniInfo {
 pub struct ReadyInfo {
     /// ECS API endpoint, `http://127.0.0.1:PORT/`.
     pub api_url: String,
-    /// Metadata base URL (append `/latest/meta-data/…`).
+    /// Every API endpoint (the first is `api_url`).
+    pub api_urls: Vec<String>,
+    /// Metadata base URL (append `/latest/meta-data/…`): the first metadata
+    /// listener.
     pub metadata_url: String,
+    /// Every metadata listener (with `--metadata-in-netns` also
+    /// `http://100.100.100.200:80`, reachable inside the instance namespace).
+    pub metadata_urls: Vec<String>,
     /// Control API base URL (`…/_emulator`).
     pub control_url: String,
     /// Owner access key id.
@@ -152,35 +160,42 @@ pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorEr
     };
     let (tx, rx) = watch::channel(false);
     let api_base = url_of(&listeners.api)?;
-    let metadata_url = match listeners.metadata.first() {
-        Some(l) => url_of(l)?,
-        None => String::new(),
-    };
-    let info = ready_info(&state, &api_base, &metadata_url);
+    let metadata_urls = listeners
+        .metadata
+        .iter()
+        .map(url_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut info = ready_info(&state, &api_base, &metadata_urls);
+    for l in &listeners.api_extra {
+        info.api_urls.push(format!("{}/", url_of(l)?));
+    }
     let emu = Emulator::new(state, settings, hotplug, rx.clone());
-    emu.plug_initial();
+    emu.sync_links();
 
     let mut tasks = Vec::new();
     let control = control::router(Arc::clone(&emu));
-    let api_emu = Arc::clone(&emu);
-    tasks.push(tokio::spawn(server::run(
-        listeners.api,
-        move |req: axum::http::Request<axum::body::Body>| {
-            let emu = Arc::clone(&api_emu);
-            let control = control.clone();
-            async move {
-                if req.uri().path().starts_with("/_emulator/") {
-                    match control.oneshot(req).await {
-                        Ok(r) => Ok(r),
-                        Err(never) => match never {},
+    for l in std::iter::once(listeners.api).chain(listeners.api_extra) {
+        let api_emu = Arc::clone(&emu);
+        let control = control.clone();
+        tasks.push(tokio::spawn(server::run(
+            l,
+            move |req: axum::http::Request<axum::body::Body>| {
+                let emu = Arc::clone(&api_emu);
+                let control = control.clone();
+                async move {
+                    if req.uri().path().starts_with("/_emulator/") {
+                        match control.oneshot(req).await {
+                            Ok(r) => Ok(r),
+                            Err(never) => match never {},
+                        }
+                    } else {
+                        api::handle(emu, req).await
                     }
-                } else {
-                    api::handle(emu, req).await
                 }
-            }
-        },
-        rx.clone(),
-    )));
+            },
+            rx.clone(),
+        )));
+    }
     for l in listeners.metadata {
         let md_emu = Arc::clone(&emu);
         tasks.push(tokio::spawn(server::run(
@@ -213,7 +228,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn ready_info(st: &State, api_base: &str, metadata_url: &str) -> ReadyInfo {
+fn ready_info(st: &State, api_base: &str, metadata_urls: &[String]) -> ReadyInfo {
     let key = st
         .access_keys
         .values()
@@ -231,7 +246,9 @@ fn ready_info(st: &State, api_base: &str, metadata_url: &str) -> ReadyInfo {
         .unwrap_or_default();
     ReadyInfo {
         api_url: format!("{api_base}/"),
-        metadata_url: metadata_url.to_string(),
+        api_urls: vec![format!("{api_base}/")],
+        metadata_url: metadata_urls.first().cloned().unwrap_or_default(),
+        metadata_urls: metadata_urls.to_vec(),
         control_url: format!("{api_base}/_emulator"),
         access_key_id: key.map(|k| k.id.clone()).unwrap_or_default(),
         access_key_secret: key.map(|k| k.secret.clone()).unwrap_or_default(),

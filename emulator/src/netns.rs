@@ -4,7 +4,7 @@
 //! namespace's `lo`), and move the emulator into a private namespace of its
 //! own so veth peers never land in the host's namespace.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
 
 use futures_util::TryStreamExt;
@@ -78,10 +78,11 @@ pub fn unshare_private() -> Result<(), NetnsError> {
     })
 }
 
-/// Inside namespace `ns`: brings `lo` up, adds `100.100.100.200/32` to it
-/// and binds a listener on `100.100.100.200:port`. The socket stays in that
-/// namespace whichever thread later uses it.
-pub fn bind_metadata_in(ns: &OwnedFd, port: u16) -> Result<TcpListener, NetnsError> {
+/// Inside namespace `ns`: brings `lo` up, adds `addr`'s IPv4 address as a
+/// /32 to it (unless it is a loopback address) and binds a listener on
+/// `addr` (e.g. the metadata service at `100.100.100.200:80`). The socket
+/// stays in that namespace whichever thread later uses it.
+pub fn bind_in(ns: &OwnedFd, addr: SocketAddrV4) -> Result<TcpListener, NetnsError> {
     let fd = ns
         .as_fd()
         .try_clone_to_owned()
@@ -98,12 +99,10 @@ pub fn bind_metadata_in(ns: &OwnedFd, port: u16) -> Result<TcpListener, NetnsErr
                 op: "runtime",
                 source,
             })?;
-        rt.block_on(add_metadata_address())?;
-        let l = TcpListener::bind(SocketAddr::from((METADATA_ADDR, port))).map_err(|source| {
-            NetnsError::Io {
-                op: "bind 100.100.100.200",
-                source,
-            }
+        rt.block_on(add_lo_address(*addr.ip()))?;
+        let l = TcpListener::bind(SocketAddr::V4(addr)).map_err(|source| NetnsError::Io {
+            op: "bind inside the namespace",
+            source,
         })?;
         l.set_nonblocking(true).map_err(|source| NetnsError::Io {
             op: "set_nonblocking",
@@ -115,7 +114,7 @@ pub fn bind_metadata_in(ns: &OwnedFd, port: u16) -> Result<TcpListener, NetnsErr
     .map_err(|_| NetnsError::Thread)?
 }
 
-async fn add_metadata_address() -> Result<(), NetnsError> {
+async fn add_lo_address(ip: Ipv4Addr) -> Result<(), NetnsError> {
     let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetnsError::Io {
         op: "netlink socket",
         source,
@@ -143,12 +142,10 @@ async fn add_metadata_address() -> Result<(), NetnsError> {
             op: "lo up",
             source,
         })?;
-    match handle
-        .address()
-        .add(lo, METADATA_ADDR.into(), 32)
-        .execute()
-        .await
-    {
+    if ip.is_loopback() {
+        return Ok(());
+    }
+    match handle.address().add(lo, ip.into(), 32).execute().await {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(m))
             if m.raw_code() == -(nix::errno::Errno::EEXIST as i32) =>
@@ -156,7 +153,7 @@ async fn add_metadata_address() -> Result<(), NetnsError> {
             Ok(())
         }
         Err(source) => Err(NetnsError::Netlink {
-            op: "add 100.100.100.200/32",
+            op: "add address to lo",
             source,
         }),
     }

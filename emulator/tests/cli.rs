@@ -14,21 +14,31 @@ use serde_json::Value;
 
 type Rest = std::thread::JoinHandle<String>;
 
-fn spawn(args: &[&str]) -> (Child, Value, Rest) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
+/// The emulator process; killed when dropped, so a failing test leaves no
+/// process behind.
+struct Emu(Child);
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Emu, Value, Rest) {
+    let mut child = Emu(Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ecs-emulator");
-    let stdout = child.stdout.take().expect("stdout");
+        .expect("spawn ecs-emulator"));
+    let stdout = child.0.stdout.take().expect("stdout");
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     reader.read_line(&mut line).expect("ready line");
     let info: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-    child.stdout = None;
     // Keep reading the rest in the background: nothing else may come.
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();
@@ -38,13 +48,13 @@ fn spawn(args: &[&str]) -> (Child, Value, Rest) {
     (child, info, rest)
 }
 
-fn stop(mut child: Child, rest: Rest) -> String {
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop(mut child: Emu, rest: Rest) -> String {
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let rest = rest.join().expect("stdout reader");
     assert!(rest.is_empty(), "more than one line on stdout: {rest:?}");
     let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
+    if let Some(mut e) = child.0.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
     err
@@ -81,10 +91,7 @@ fn serve_prints_one_ready_line() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let http = crate::common::http_builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http_client();
         let md = info["metadata_url"].as_str().unwrap_or_default();
         let r = http
             .get(format!("{md}/latest/meta-data/instance-id"))
@@ -131,7 +138,13 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
     in_netns(|| async {
         let ns = new_instance_netns();
         let path = format!("/proc/{}/fd/{}", std::process::id(), ns.as_raw_fd());
-        let (child, info, rest) = spawn(&["--netns", &path, "--metadata-in-netns"]);
+        let (child, info, rest) = spawn(&[
+            "--netns",
+            &path,
+            "--metadata-in-netns",
+            "--api-in-netns",
+            "100.100.100.201:8080",
+        ]);
         let start = std::time::Instant::now();
         loop {
             if links_in(&ns)
@@ -161,11 +174,30 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
         stream.read_to_string(&mut resp).expect("read");
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.ends_with(INSTANCE), "{resp}");
+        let urls = info["metadata_urls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(urls.len(), 2);
+        assert_eq!(urls[1], "http://100.100.100.200:80");
+        // So does the API at the address given with --api-in-netns.
+        assert_eq!(info["api_urls"][1], "http://100.100.100.201:8080/");
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("enter instance netns");
+        let stream = std::net::TcpStream::connect(("100.100.100.201", 8080));
+        nix::sched::setns(home.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("back");
+        let mut stream = stream.expect("connect to the API inside the instance");
+        stream
+            .write_all(b"GET /?Action=DescribeNetworkInterfaces HTTP/1.1\r\nHost: ecs\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp).expect("read");
+        assert!(
+            resp.starts_with("HTTP/1.1 400") && resp.contains("MissingParameter"),
+            "{resp}"
+        );
         // The API still answers on loopback of the namespace we started it in.
-        let http = crate::common::http_builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let http = http_client();
         let api = info["api_url"].as_str().unwrap_or_default();
         let r = http
             .get(format!("{api}?Action=DescribeNetworkInterfaces"))

@@ -63,6 +63,11 @@ impl ApiError {
         )
     }
 
+    /// An error with status 403.
+    pub fn forbidden(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(403, code, message)
+    }
+
     /// `InternalError` (500).
     pub fn internal() -> ApiError {
         ApiError::new(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::eni_ops::{explicit_ipv6, explicit_v4, ipv6_not_enabled};
+use super::lifecycle::{explicit_ipv6, explicit_v4, ipv6_not_enabled};
 use super::{ApiError, Ctx, find_eni};
 use crate::engine::Emulator;
 use crate::model::net::{Net4, Net6};

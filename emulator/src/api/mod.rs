@@ -7,11 +7,12 @@
 //! To add an action: write `fn(&Arc<Emulator>, &Ctx) -> Result<Value,
 //! ApiError>` in the module of its concern and list it in [`ACTIONS`].
 
+mod attach;
 pub mod auth;
 mod describe;
-mod eni_ops;
 pub mod error;
 mod ip_ops;
+mod lifecycle;
 pub mod params;
 pub mod render;
 
@@ -57,11 +58,11 @@ pub const ACTIONS: &[(&str, ActionFn, bool)] = &[
         describe::describe_interfaces,
         false,
     ),
-    ("AttachNetworkInterface", eni_ops::attach, false),
-    ("DetachNetworkInterface", eni_ops::detach, false),
-    ("CreateNetworkInterface", eni_ops::create, true),
-    ("DeleteNetworkInterface", eni_ops::delete, false),
-    ("ModifyNetworkInterfaceAttribute", eni_ops::modify, false),
+    ("AttachNetworkInterface", attach::attach, false),
+    ("DetachNetworkInterface", attach::detach, false),
+    ("CreateNetworkInterface", lifecycle::create, true),
+    ("DeleteNetworkInterface", lifecycle::delete, false),
+    ("ModifyNetworkInterfaceAttribute", lifecycle::modify, false),
     ("AssignPrivateIpAddresses", ip_ops::assign_private, true),
     (
         "UnassignPrivateIpAddresses",

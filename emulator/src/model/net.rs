@@ -66,7 +66,7 @@ impl Net4 {
     /// Whether `ip` is usable by an ENI (inside, not reserved).
     pub fn usable(&self, ip: Ipv4Addr) -> bool {
         let v = u32::from(ip);
-        self.contains(ip) && v > self.first() && v + 3 <= self.last()
+        self.contains(ip) && v > self.first() && v.checked_add(3).is_some_and(|x| x <= self.last())
     }
 }
 
@@ -122,7 +122,7 @@ fn mask6(len: u8) -> u128 {
 
 /// Picks the lowest usable address of `net` for which `used` is false.
 pub fn alloc4(net: &Net4, used: impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
-    (net.first() + 1..=net.last().saturating_sub(3))
+    (net.first().saturating_add(1)..=net.last().saturating_sub(3))
         .map(Ipv4Addr::from)
         .find(|ip| !used(*ip))
 }
@@ -133,8 +133,8 @@ pub fn alloc4_prefix(net: &Net4, used: impl Fn(Ipv4Addr) -> bool) -> Option<Net4
     if net.len > 28 {
         return None;
     }
-    let mut start = (net.last().saturating_sub(3) + 1) & !0xf;
-    while start >= net.first() + 16 {
+    let mut start = net.last().saturating_sub(2) & !0xf;
+    while start >= net.first().saturating_add(16) {
         start -= 16;
         if start + 15 > net.last().saturating_sub(3) || start == net.first() {
             continue;

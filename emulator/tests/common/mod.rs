@@ -194,15 +194,12 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         },
         Listeners {
             api,
+            api_extra: Vec::new(),
             metadata: vec![md],
         },
     )
     .expect("emulator starts");
-    let http = http_builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let http = http_client();
     Harness {
         api: running.info.api_url.clone(),
         md: running.info.metadata_url.clone(),
@@ -210,6 +207,18 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         running,
         http,
     }
+}
+
+/// A reqwest client for loopback (no proxy). In a workspace build reqwest
+/// has rustls without a provider (the agent's feature choice), so install
+/// ring first; harmless otherwise.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
 }
 
 fn nonce() -> String {
@@ -449,12 +458,4 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     for key in ["RequestId", "HostId", "Code", "Message", "Recommend"] {
         assert!(v.get(key).is_some(), "error body lacks {key}: {v}");
     }
-}
-
-/// A reqwest client builder usable in a workspace build: there reqwest is
-/// unified with the agent's `rustls-no-provider` feature and needs a crypto
-/// provider installed first.
-pub fn http_builder() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
 }
