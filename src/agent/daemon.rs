@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use super::context::{Context, SetupError};
 use super::teardown::teardown;
-use super::worker::{self, Configured};
+use super::worker::{self, Configured, Refresh};
 use crate::apply::{Converger, ConvergerConfig};
 use crate::cloud::ecs::{DescribeNetworkInterfaces, EniStatus, TagFilter};
 use crate::config::{Config, EniConfig, EniSelector};
@@ -282,14 +282,14 @@ async fn keep(ctx: &Context, entry: &EniConfig, mut current: Configured) {
     loop {
         tokio::time::sleep(jittered(ctx.agent.describe_interval)).await;
         match worker::refresh(ctx, &current.facts).await {
-            Ok(None) => {}
-            Ok(Some((ni, fresh))) => {
-                let here = ni.status == EniStatus::InUse
-                    && ni.attached_instance() == Some(ctx.identity.instance_id.as_str());
-                if !here {
-                    warn!(eni = %current.facts.eni_id, status = %ni.status, "the ENI is no longer attached here; attaching it again");
-                    return;
-                }
+            Ok(Refresh::Unchanged) => {}
+            Ok(Refresh::NotHere(ni)) => {
+                warn!(eni = %current.facts.eni_id, status = %ni.status,
+                      instance = ni.attached_instance().unwrap_or("none"),
+                      "the ENI is no longer attached here; attaching it again");
+                return;
+            }
+            Ok(Refresh::Changed(fresh)) => {
                 info!(eni = %fresh.eni_id, "the ENI's addresses changed; re-planning");
                 match worker::make_plan(ctx, entry, &fresh).await {
                     Ok(plan) => match ctx.converger.manage(plan.clone()).await {

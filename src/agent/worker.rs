@@ -435,13 +435,29 @@ async fn wait_converged(
     }
 }
 
-/// Describes the ENI again; `Some(new facts)` when its addresses, prefixes or
-/// queues changed since `current`.
-pub async fn refresh(
-    ctx: &Context,
-    current: &EniFacts,
-) -> Result<Option<(NetworkInterface, EniFacts)>, WorkerError> {
+/// What a periodic Describe found.
+#[derive(Debug)]
+pub enum Refresh {
+    /// Attached here, facts unchanged.
+    Unchanged,
+    /// Attached here with new addresses, prefixes or queues.
+    Changed(EniFacts),
+    /// No longer InUse on this instance (detached or moved by someone).
+    NotHere(Box<NetworkInterface>),
+}
+
+/// Describes the ENI again and compares it with `current`.
+pub async fn refresh(ctx: &Context, current: &EniFacts) -> Result<Refresh, WorkerError> {
     let (ni, _) = cloud_flow::describe(&ctx.ecs, &current.eni_id).await?;
+    let here = ni.status == crate::cloud::ecs::EniStatus::InUse
+        && ni.attached_instance() == Some(ctx.identity.instance_id.as_str());
+    if !here {
+        return Ok(Refresh::NotHere(Box::new(ni)));
+    }
     let fresh = facts::eni_facts(&ni)?;
-    Ok((fresh != *current).then_some((ni, fresh)))
+    Ok(if fresh == *current {
+        Refresh::Unchanged
+    } else {
+        Refresh::Changed(fresh)
+    })
 }
