@@ -795,3 +795,63 @@ impl NotifySocket {
         }
     }
 }
+
+impl Env {
+    /// (ifname, table) of `eni` once its state record says configured.
+    pub fn configured(&self, eni: &str) -> Option<(String, u32)> {
+        let r = self.record(eni)?;
+        if r["progress"] != "configured" {
+            return None;
+        }
+        Some((
+            r["ifname"].as_str()?.to_owned(),
+            u32::try_from(r["table"].as_u64()?).ok()?,
+        ))
+    }
+
+    /// Waits until `eni` is configured (state record); its (ifname, table).
+    pub fn wait_configured(&self, eni: &str, timeout: Duration) -> (String, u32) {
+        let mut found = None;
+        let ok = wait_for(timeout, || {
+            found = self.configured(eni);
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "{eni} not configured within {timeout:?}; record: {:?}",
+            self.record(eni)
+        );
+        found.expect("configured")
+    }
+
+    /// Waits until the call log has a successful `action` for `eni`.
+    pub fn wait_call(&self, action: &str, eni: &str, timeout: Duration) {
+        assert!(
+            wait_for(timeout, || self.successes(action, eni) > 0),
+            "no successful {action} for {eni} within {timeout:?}"
+        );
+    }
+
+    /// A third Available ENI in the instance's vSwitch (QueueNumber 2).
+    pub fn seed_third_eni(&self) -> &'static str {
+        let id = "eni-emu0third00001";
+        self.seed(&json!({"enis": [{
+            "id": id, "vswitch_id": "vsw-emu0zonei", "mac": "00:16:3e:10:00:77",
+            "primary_ip": "192.168.10.70", "secondary_ips": ["192.168.10.71"],
+            "ipv6s": ["2408:4005:3a0:7101::70"], "queue_number": 2
+        }]}));
+        id
+    }
+}
+
+/// A pseudo-random number from the clock (the tests print what they drew).
+pub fn random_below(n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x % n.max(1)
+}

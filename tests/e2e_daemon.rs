@@ -1,0 +1,322 @@
+//! End-to-end: the daemon (`eni-agent run`) against ecs-emulator in a
+//! private named network namespace: sd-notify READY/STATUS/WATCHDOG on a
+//! test NOTIFY_SOCKET, SIGHUP add and remove, SIGTERM leaving the network
+//! configured, drift repair, restart idempotence.
+
+mod e2e;
+
+use std::time::Duration;
+
+use e2e::*;
+use nix::sys::signal::Signal;
+
+/// READY=1 with STATUS once both ENIs are configured, WATCHDOG=1 with
+/// WATCHDOG_USEC; SIGHUP adds one ENI (attached) and removes another
+/// (unconfigured, Available, with detach_on_remove); SIGTERM exits 0 and
+/// leaves the network as it is.
+#[test]
+fn daemon_notifies_reloads_and_stops_cleanly() {
+    let Some(env) = Env::new("daemon_notify_reload_stop") else {
+        return;
+    };
+    let third = env.seed_third_eni();
+    let mut notify = NotifySocket::bind(env.dir.path());
+    env.write_config("detach_on_remove = true", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    let daemon = env.spawn(
+        &["run"],
+        &[
+            ("NOTIFY_SOCKET", notify.path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+        ],
+    );
+    let ready = notify
+        .wait_for(Duration::from_secs(30), |m| {
+            m.lines().any(|l| l == "READY=1")
+        })
+        .unwrap_or_else(|| panic!("no READY=1; got {:?}", notify.messages));
+    assert!(
+        ready.contains("STATUS=2/2 ENIs configured"),
+        "READY carries the summary: {ready:?}"
+    );
+    let (dev1, table1) = env.configured(ENI1).expect("ENI1 configured at READY");
+    let (dev2, table2) = env.configured(ENI2).expect("ENI2 configured at READY");
+    assert_ne!(table1, table2);
+    env.assert_eni1_configured(&dev1, table1);
+    assert!(
+        env.addresses(&dev2)
+            .contains(&"192.168.10.30/24".to_owned()),
+        "{:?}",
+        env.addresses(&dev2)
+    );
+    // WATCHDOG_USEC=1s: pets every 0.5 s.
+    notify.messages.clear();
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(3), |m| m
+                .lines()
+                .any(|l| l == "WATCHDOG=1"))
+            .is_some(),
+        "no WATCHDOG=1; got {:?}",
+        notify.messages
+    );
+    let pets_before = notify.messages.len();
+    std::thread::sleep(Duration::from_millis(1200));
+    notify.drain();
+    assert!(
+        notify.messages[pets_before..]
+            .iter()
+            .filter(|m| m.contains("WATCHDOG=1"))
+            .count()
+            >= 2,
+        "the watchdog is petted regularly: {:?}",
+        notify.messages
+    );
+
+    // SIGHUP: ENI2 out, the third ENI in.
+    env.write_config(
+        "detach_on_remove = true",
+        &[Env::eni(ENI1), Env::eni(third)],
+    );
+    notify.messages.clear();
+    env.signal(&daemon, Signal::SIGHUP);
+    let (dev3, table3) = env.wait_configured(third, Duration::from_secs(20));
+    assert!(
+        env.addresses(&dev3)
+            .contains(&"192.168.10.70/24".to_owned()),
+        "{:?}",
+        env.addresses(&dev3)
+    );
+    assert_eq!(env.eni_state(third), ("InUse".into(), INSTANCE.into()));
+    assert!(
+        wait_for(Duration::from_secs(10), || env.eni_state(ENI2).0
+            == "Available"),
+        "ENI2 detached after its removal: {:?}",
+        env.eni_state(ENI2)
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || env.record(ENI2).is_none()),
+        "ENI2's record removed"
+    );
+    let eni2_sources = [
+        "192.168.10.30 ",
+        "192.168.10.31 ",
+        "192.168.10.32 ",
+        "192.168.10.144/28 ",
+        "2408:4005:3a0:7101::30 ",
+    ];
+    assert!(
+        env.our_rules().iter().all(|r| !eni2_sources
+            .iter()
+            .any(|s| r.contains(&format!("from {s}")))),
+        "ENI2's rules removed:\n{}",
+        env.rules()
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || env
+            .link_with_mac("00:16:3e:10:00:03")
+            .is_none()),
+        "ENI2's NIC unplugged"
+    );
+    assert!(env.table_routes(table2).is_empty() || table2 == table3);
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(10), |m| m
+                .contains("STATUS=2/2 ENIs configured"))
+            .is_some(),
+        "STATUS after the reload: {:?}",
+        notify.messages
+    );
+    env.assert_eni1_configured(&dev1, table1);
+
+    // SIGTERM: exit 0, nothing touched.
+    let before = (
+        env.snapshot(&dev1, table1),
+        env.snapshot(&dev3, table3),
+        env.eni_state(ENI1),
+        env.eni_state(third),
+    );
+    let calls_before = env.calls().len();
+    env.signal(&daemon, Signal::SIGTERM);
+    let out = env.wait(&daemon, Duration::from_secs(10));
+    out.expect_code(0, "daemon after SIGTERM");
+    notify.drain();
+    assert!(
+        notify.messages.iter().any(|m| m.contains("STOPPING=1")),
+        "STOPPING=1: {:?}",
+        notify.messages
+    );
+    let after = (
+        env.snapshot(&dev1, table1),
+        env.snapshot(&dev3, table3),
+        env.eni_state(ENI1),
+        env.eni_state(third),
+    );
+    assert_eq!(after, before, "SIGTERM leaves the network configured");
+    let late: Vec<_> = env.calls()[calls_before..]
+        .iter()
+        .filter(|c| c["action"] != "DescribeNetworkInterfaceAttribute")
+        .cloned()
+        .collect();
+    assert!(late.is_empty(), "no mutating call on SIGTERM: {late:?}");
+    env.assert_eni1_configured(&dev1, table1);
+}
+
+/// Deleting the agent's rule, address or route while the daemon runs: put
+/// back within a couple of seconds.
+#[test]
+fn daemon_repairs_drift() {
+    let Some(env) = Env::new("daemon_repairs_drift") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1)]);
+    let _daemon = env.spawn(&["run"], &[]);
+    let (dev, table) = env.wait_configured(ENI1, Duration::from_secs(30));
+    env.assert_eni1_configured(&dev, table);
+    let t = table.to_string();
+    let repaired = |what: &str| {
+        assert!(
+            wait_for(Duration::from_secs(3), || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    env.assert_eni1_configured(&dev, table)
+                }))
+                .is_ok()
+            }),
+            "{what} not repaired within 3 s:\n{}\n{:?}\n{:?}",
+            env.rules(),
+            env.table_routes(table),
+            env.addresses(&dev)
+        );
+    };
+    env.ip(&[
+        "rule",
+        "del",
+        "priority",
+        "20300",
+        "from",
+        ENI1_SECONDARIES[0],
+        "table",
+        &t,
+    ]);
+    repaired("a deleted rule");
+    env.ip(&[
+        "-6",
+        "rule",
+        "del",
+        "priority",
+        "20100",
+        "from",
+        ENI1_IPV6[0],
+        "table",
+        &t,
+    ]);
+    repaired("a deleted IPv6 rule");
+    env.ip(&[
+        "addr",
+        "del",
+        &format!("{}/32", ENI1_SECONDARIES[1]),
+        "dev",
+        &dev,
+    ]);
+    repaired("a deleted address");
+    env.ip(&["route", "del", "default", "table", &t]);
+    repaired("a deleted route");
+    env.ip(&["rule", "del", "priority", "20200"]);
+    repaired("the deleted shared main rule");
+    assert_eq!(env.successes("AttachNetworkInterface", ENI1), 1);
+}
+
+/// Restarting the daemon (and a one-shot before it) sends no second Attach
+/// and changes nothing.
+#[test]
+fn daemon_restart_is_idempotent() {
+    let Some(env) = Env::new("daemon_restart_idempotent") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1)]);
+    env.attach(ENI1).expect_code(0, "one-shot first");
+    let before = env.snapshot("eth1", TABLE);
+    for round in 0..2 {
+        let mut notify = NotifySocket::bind(&env.path(&format!("n{round}")).tap_mkdir());
+        let daemon = env.spawn(
+            &["run"],
+            &[("NOTIFY_SOCKET", notify.path.display().to_string())],
+        );
+        assert!(
+            notify
+                .wait_for(Duration::from_secs(30), |m| m.contains("READY=1"))
+                .is_some(),
+            "round {round}: READY=1; got {:?}",
+            notify.messages
+        );
+        assert_eq!(env.configured(ENI1), Some(("eth1".into(), TABLE)));
+        assert_eq!(env.snapshot("eth1", TABLE), before, "round {round}");
+        env.signal(&daemon, Signal::SIGTERM);
+        env.wait(&daemon, Duration::from_secs(10))
+            .expect_code(0, "SIGTERM");
+    }
+    assert_eq!(
+        env.codes("AttachNetworkInterface", ENI1),
+        ["Success"],
+        "exactly one AttachNetworkInterface"
+    );
+    env.assert_eni1_configured("eth1", TABLE);
+}
+
+/// A second agent on the same state directory is refused while the daemon
+/// holds the lock.
+#[test]
+fn a_second_agent_is_refused_while_the_daemon_runs() {
+    let Some(env) = Env::new("second_agent_refused") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1)]);
+    let _daemon = env.spawn(&["run"], &[]);
+    env.wait_configured(ENI1, Duration::from_secs(30));
+    let out = env.attach(ENI2);
+    out.expect_code(1, "locked");
+    assert!(out.stderr.contains("another eni-agent"), "{}", out.stderr);
+    assert!(env.codes("AttachNetworkInterface", ENI2).is_empty());
+}
+
+/// A daemon whose ENI fails permanently still says READY=1, with the
+/// failure in STATUS.
+#[test]
+fn daemon_is_ready_when_an_eni_failed_permanently() {
+    let Some(env) = Env::new("daemon_ready_with_failure") else {
+        return;
+    };
+    let mut notify = NotifySocket::bind(env.dir.path());
+    env.write_config("", &[Env::eni(ENI1), Env::eni(OTHER_ZONE)]);
+    let _daemon = env.spawn(
+        &["run"],
+        &[("NOTIFY_SOCKET", notify.path.display().to_string())],
+    );
+    let ready = notify
+        .wait_for(Duration::from_secs(30), |m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY=1; got {:?}", notify.messages));
+    assert!(
+        ready.contains("1/2 ENIs configured") && ready.contains(OTHER_ZONE),
+        "{ready:?}"
+    );
+    let (dev, table) = env.configured(ENI1).expect("ENI1 configured");
+    env.assert_eni1_configured(&dev, table);
+    let rec = env.record(OTHER_ZONE).expect("a record for the failed ENI");
+    assert_eq!(rec["progress"], "failed", "{rec}");
+    assert!(
+        rec["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cn-hangzhou-j")),
+        "{rec}"
+    );
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).expect("mkdir");
+        self
+    }
+}
