@@ -359,6 +359,15 @@ impl Env {
         assert_eq!(out.code, None, "killed by SIGKILL");
     }
 
+    /// kill -9 unless it has exited already; reaps it either way.
+    pub fn kill9_any(&self, agent: &Agent) -> Output {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(agent.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        self.wait(agent, Duration::from_secs(5))
+    }
+
     /// `eni-agent attach ENI` with a test timeout.
     pub fn attach(&self, eni: &str) -> Output {
         self.run(
