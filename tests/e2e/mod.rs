@@ -864,3 +864,63 @@ pub fn random_below(n: u64) -> u64 {
     x ^= x >> 33;
     x % n.max(1)
 }
+
+impl Env {
+    /// Calls the emulated ECS API as the account owner (a signed request
+    /// from inside the namespace, with the agent's own client); the
+    /// answer's body, or the error as text.
+    pub fn api(&self, action: &'static str, params: &[(&str, &str)]) -> Result<Value, String> {
+        use eni_agent::cloud::{EcsClient, EcsOptions, Params, SignatureVersion};
+        use eni_agent::credentials::{CredentialProvider, Credentials};
+        let mut p = Params::new();
+        for (k, v) in params {
+            p = p.set(*k, *v);
+        }
+        let options = EcsOptions {
+            endpoint: self.api_url.clone(),
+            region: "cn-hangzhou".into(),
+            signature: SignatureVersion::V3,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            retry: eni_agent::backoff::RetryPolicy {
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(200),
+                max_attempts: 10,
+                deadline: Duration::from_secs(10),
+            },
+        };
+        let credentials = CredentialProvider::Static {
+            credentials: Credentials {
+                access_key_id: self.ready["access_key_id"]
+                    .as_str()
+                    .expect("key")
+                    .to_owned(),
+                access_key_secret: eni_agent::secret::Secret::new(
+                    self.ready["access_key_secret"].as_str().expect("secret"),
+                ),
+                security_token: None,
+                expiration: None,
+            },
+            origin: "e2e test".into(),
+        };
+        let netns = format!("/var/run/netns/{}", self.netns);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&netns).expect("open netns");
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let client = EcsClient::new(options, credentials).map_err(|e| e.to_string())?;
+                client
+                    .call::<Value>(action, p)
+                    .await
+                    .map(|r| r.body)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .expect("api thread")
+    }
+}
