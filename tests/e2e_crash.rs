@@ -58,15 +58,18 @@ fn oneshot_killed_after_the_attach_call() {
     detach_and_check_clean(&env);
 }
 
-/// Killed after the NIC appeared but before it was configured (metadata
-/// lags): the restart configures it without a second Attach.
+/// Killed the moment the NIC appeared, while Describe still says Attaching
+/// (the link shows up before InUse): the restart configures it without a
+/// second Attach.
 #[test]
 fn oneshot_killed_after_the_link_appeared() {
     let Some(env) = Env::new("kill_after_link_appeared") else {
         return;
     };
     env.write_config("", &[]);
-    env.patch_settings(&json!({"timing": {"metadata_lag_ms": 2500}}));
+    env.patch_settings(
+        &json!({"timing": {"attach_delay_ms": 2500, "link_offset_ms": -2000, "metadata_lag_ms": 300}}),
+    );
     let a = env.spawn(&["attach", ENI1, "--timeout", "30s"], &[]);
     assert!(
         wait_for(Duration::from_secs(10), || env
@@ -75,11 +78,30 @@ fn oneshot_killed_after_the_link_appeared() {
         "the NIC appears"
     );
     env.kill9(&a);
-    assert_eq!(env.eni_state(ENI1).0, "InUse");
+    assert_eq!(env.eni_state(ENI1).0, "Attaching");
+    env.attach(ENI1).expect_code(0, "restart");
+    env.assert_eni1_configured("eth1", TABLE);
+    assert_eq!(env.eni_state(ENI1), ("InUse".into(), INSTANCE.into()));
+    assert_single_attach(&env, ENI1);
+    detach_and_check_clean(&env);
+}
+
+/// Killed while configuring: once the first of the agent's rules is in the
+/// kernel (the metadata service is slow, so the rest is still missing or
+/// just being written).
+#[test]
+fn oneshot_killed_while_configuring() {
+    let Some(env) = Env::new("kill_while_configuring") else {
+        return;
+    };
+    env.write_config("", &[]);
+    let a = env.spawn(&["attach", ENI1, "--timeout", "30s"], &[]);
     assert!(
-        env.our_rules().is_empty(),
-        "not configured yet (metadata lags)"
+        wait_for(Duration::from_secs(10), || !env.our_rules().is_empty()
+            || !env.addresses("eth1").is_empty()),
+        "configuration starts"
     );
+    env.kill9_any(&a);
     env.attach(ENI1).expect_code(0, "restart");
     env.assert_eni1_configured("eth1", TABLE);
     assert_single_attach(&env, ENI1);
