@@ -487,6 +487,129 @@ fn daemon_selects_enis_by_tag() {
     }
 }
 
+/// SIGTERM while an ENI is still Attaching: the daemon stops at once with
+/// exit 0 and sends nothing more (no detach).
+#[test]
+fn daemon_stops_promptly_on_sigterm_during_an_attach() {
+    let Some(env) = Env::new("daemon_sigterm_during_attach") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1)]);
+    env.patch_settings(&serde_json::json!({"faults": {"stuck_attaching": [ENI1]}}));
+    let d = env.spawn(&["run"], &[]);
+    env.wait_call("AttachNetworkInterface", ENI1, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    env.signal(&d, Signal::SIGTERM);
+    env.wait(&d, Duration::from_secs(5))
+        .expect_code(0, "SIGTERM while Attaching");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(env.codes("DetachNetworkInterface", ENI1).is_empty());
+    assert_eq!(env.eni_state(ENI1).0, "Attaching");
+}
+
+/// SIGHUP with changed settings for a configured ENI (a queue override)
+/// re-applies them without attaching again.
+#[test]
+fn daemon_applies_changed_settings_on_reload() {
+    let Some(env) = Env::new("daemon_reload_settings") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI2)]);
+    let d = env.spawn(&["run"], &[]);
+    let (dev, _) = env.wait_configured(ENI2, Duration::from_secs(30));
+    assert_eq!(env.channels(&dev), (4, 4), "QueueNumber 4 from the API");
+    env.write_config("", &[format!("id = \"{ENI2}\"\nqueues = 2")]);
+    env.signal(&d, Signal::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(10), || env.channels(&dev) == (2, 2)),
+        "queues = 2 applied: {:?}",
+        env.channels(&dev)
+    );
+    assert_eq!(env.successes("AttachNetworkInterface", ENI2), 1);
+}
+
+/// The watchdog keeps being petted while a SIGHUP removal waits for a slow
+/// detach (WatchdogSec would otherwise kill the daemon mid-detach).
+#[test]
+#[ignore = "bug: apply_reload awaits the teardown inside the main select loop, so no WATCHDOG=1 (nor SIGTERM handling) until the detach completes; see the e2e report"]
+fn daemon_pets_the_watchdog_during_a_slow_reload() {
+    let Some(env) = Env::new("daemon_watchdog_reload") else {
+        return;
+    };
+    let mut notify = NotifySocket::bind(env.dir.path());
+    env.write_config("detach_on_remove = true", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    let d = env.spawn(
+        &["run"],
+        &[
+            ("NOTIFY_SOCKET", notify.path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+        ],
+    );
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(30), |m| m.contains("READY=1"))
+            .is_some(),
+        "READY=1: {:?}",
+        notify.messages
+    );
+    env.patch_settings(&serde_json::json!({"timing": {"detach_delay_ms": 3000}}));
+    env.write_config("detach_on_remove = true", &[Env::eni(ENI1)]);
+    notify.drain();
+    env.signal(&d, Signal::SIGHUP);
+    // Record when each WATCHDOG=1 arrives for 4 s.
+    let mut stamps = vec![std::time::Instant::now()];
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        if notify
+            .recv(Duration::from_millis(100))
+            .is_some_and(|m| m.contains("WATCHDOG=1"))
+        {
+            stamps.push(std::time::Instant::now());
+        }
+    }
+    stamps.push(std::time::Instant::now());
+    let max_gap = stamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::from_secs(4));
+    assert!(
+        max_gap < Duration::from_millis(1000),
+        "WATCHDOG=1 gap of {max_gap:?} during the reload (WATCHDOG_USEC = 1 s); {} pets",
+        stamps.len()
+    );
+}
+
+/// `eni-agent plan` prints the operations and changes nothing.
+#[test]
+fn plan_prints_and_changes_nothing() {
+    let Some(env) = Env::new("plan_changes_nothing") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.attach(ENI1).expect_code(0, "attach");
+    let before = env.snapshot("eth1", TABLE);
+    let calls_before = env.calls().len();
+    let out = env.run(&["plan", ENI1], Duration::from_secs(20));
+    out.expect_code(0, "plan");
+    assert!(
+        out.stdout.contains("eth1") && out.stdout.contains(&TABLE.to_string()),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(env.snapshot("eth1", TABLE), before);
+    let mutating: Vec<_> = env.calls()[calls_before..]
+        .iter()
+        .filter(|c| {
+            !c["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("Describe"))
+        })
+        .cloned()
+        .collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }

@@ -795,6 +795,20 @@ impl NotifySocket {
         None
     }
 
+    /// The next datagram within `timeout`, if any (also kept in `messages`).
+    pub fn recv(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.messages.push(m.clone());
+                return Some(m);
+            }
+        }
+        None
+    }
+
     /// Drains what has arrived so far.
     pub fn drain(&mut self) {
         let mut buf = vec![0u8; 4096];
