@@ -229,3 +229,34 @@ fn random_kill_points_converge() {
         assert_single_attach(&env, ENI1);
     }
 }
+
+/// Killed during a takeover, after the Detach from the other instance was
+/// accepted: the restart finishes it (one Detach there, one Attach here).
+#[test]
+fn oneshot_killed_during_a_takeover() {
+    let Some(env) = Env::new("kill_during_takeover") else {
+        return;
+    };
+    let eni = "eni-emu0failover01";
+    let other = "i-emu0instance0002";
+    env.seed(&json!({
+        "instances": [{"id": other, "instance_type": "ecs.g7.xlarge", "vswitch_id": "vsw-emu0zonei"}],
+        "enis": [{"id": eni, "vswitch_id": "vsw-emu0zonei", "instance_id": other,
+                  "mac": "00:16:3e:10:00:99", "primary_ip": "192.168.10.60", "queue_number": 2}]
+    }));
+    env.write_config("", &[format!("id = \"{eni}\"\ntakeover = true")]);
+    env.patch_settings(&json!({"timing": {"detach_delay_ms": 1500}}));
+    let a = env.spawn(&["attach", eni, "--timeout", "30s"], &[]);
+    env.wait_call("DetachNetworkInterface", eni, Duration::from_secs(10));
+    env.kill9(&a);
+    assert_eq!(env.eni_state(eni).0, "Detaching");
+    env.attach(eni).expect_code(0, "restart");
+    assert_eq!(env.eni_state(eni), ("InUse".into(), INSTANCE.into()));
+    assert_single_attach(&env, eni);
+    let dev = env.link_with_mac("00:16:3e:10:00:99").expect("the NIC");
+    assert!(
+        env.addresses(&dev).contains(&"192.168.10.60/24".to_owned()),
+        "{:?}",
+        env.addresses(&dev)
+    );
+}

@@ -411,3 +411,95 @@ fn metadata_errors_are_survived() {
         .expect_code(0, "attach with a flaky metadata service");
     env.assert_eni1_configured("eth1", TABLE);
 }
+
+/// An attach that ECS accepts but that ends back in Available: exit 1,
+/// saying the attach failed, with the API's facts.
+#[test]
+fn a_failed_attach_is_explained() {
+    let Some(env) = Env::new("failed_attach_explained") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.patch_settings(&json!({"faults": {"fail_attach": [ENI1]}}));
+    let out = env.attach(ENI1);
+    out.expect_code(1, "attach that failed");
+    assert!(
+        out.stderr.contains("went back to Available") && out.stderr.contains("vsw-emu0zonei"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.eni_state(ENI1).0, "Available");
+}
+
+/// More ENIs than the instance type allows: EniPerInstanceLimitExceeded
+/// with its remedy, exit 1.
+#[test]
+fn the_eni_limit_is_explained() {
+    let Some(env) = Env::new("eni_limit_explained") else {
+        return;
+    };
+    env.write_config("", &[]);
+    let third = env.seed_third_eni();
+    env.seed(
+        &json!({"enis": [{"id": "eni-emu0fourth0001", "vswitch_id": "vsw-emu0zonei",
+        "primary_ip": "192.168.10.80", "queue_number": 1}]}),
+    );
+    for eni in [ENI1, ENI2, third] {
+        env.attach(eni).expect_code(0, eni);
+    }
+    let out = env.attach("eni-emu0fourth0001");
+    out.expect_code(1, "one ENI too many");
+    assert!(
+        out.stderr.contains("EniPerInstanceLimitExceeded"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.eni_state("eni-emu0fourth0001").0, "Available");
+}
+
+/// No access key in the environment: the agent uses the instance RAM role's
+/// STS credentials from the metadata service.
+#[test]
+fn attach_with_the_instance_ram_role() {
+    let Some(env) = Env::new("attach_with_ram_role") else {
+        return;
+    };
+    env.ram_role_only
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    env.write_config("", &[]);
+    env.attach(ENI1)
+        .expect_code(0, "attach with STS credentials");
+    env.assert_eni1_configured("eth1", TABLE);
+    let keys: std::collections::BTreeSet<String> = env
+        .calls()
+        .iter()
+        .filter_map(|c| c["access_key_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        keys.iter().all(|k| k.starts_with("STS.")),
+        "every call signed with the role's STS key: {keys:?}"
+    );
+}
+
+/// The legacy V2 signature and the hardened (token-only) metadata mode.
+#[test]
+fn attach_with_v2_signatures_and_hardened_metadata() {
+    let Some(env) = Env::new("attach_v2_hardened") else {
+        return;
+    };
+    env.patch_settings(&json!({"metadata": {"hardened_only": true}}));
+    env.write_config("", &[]);
+    let text = std::fs::read_to_string(env.config_path()).expect("config");
+    let text = text
+        .replace("[api]\n", "[api]\nsignature = \"v2\"\n")
+        .replace("[agent]\n", "[metadata]\nrequire_token = true\n\n[agent]\n");
+    std::fs::write(env.config_path(), text).expect("config");
+    env.attach(ENI1).expect_code(0, "attach");
+    env.assert_eni1_configured("eth1", TABLE);
+    let versions: std::collections::BTreeSet<String> = env
+        .calls()
+        .iter()
+        .filter_map(|c| c["signature_version"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(versions, ["v2".to_owned()].into_iter().collect());
+}

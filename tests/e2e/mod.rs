@@ -135,6 +135,9 @@ pub struct Env {
     emulator: Mutex<Option<Child>>,
     children: Mutex<Vec<(Child, PathBuf, PathBuf)>>,
     runs: Mutex<u32>,
+    /// No access key in the agent's environment: it must use the instance's
+    /// RAM role from the metadata service.
+    pub ram_role_only: std::sync::atomic::AtomicBool,
 }
 
 impl Env {
@@ -169,6 +172,7 @@ impl Env {
             emulator: Mutex::new(None),
             children: Mutex::new(Vec::new()),
             runs: Mutex::new(0),
+            ram_role_only: std::sync::atomic::AtomicBool::new(false),
         };
         env.ip(&["link", "set", "lo", "up"]);
         let log = std::fs::File::create(env.dir.path().join("emulator.log")).expect("log file");
@@ -269,6 +273,13 @@ impl Env {
             .stdin(Stdio::null());
         for (k, v) in extra_env {
             c.env(k, v);
+        }
+        if self
+            .ram_role_only
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            c.env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+                .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
         }
         c
     }
