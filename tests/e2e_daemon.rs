@@ -225,6 +225,47 @@ fn daemon_repairs_drift() {
     assert_eq!(env.successes("AttachNetworkInterface", ENI1), 1);
 }
 
+/// Drift of the link itself: set down, MTU changed, the table flushed —
+/// all put back.
+#[test]
+fn daemon_repairs_link_drift() {
+    let Some(env) = Env::new("daemon_repairs_link_drift") else {
+        return;
+    };
+    env.write_config("", &[format!("id = \"{ENI1}\"\nmtu = 9000")]);
+    let _daemon = env.spawn(&["run"], &[]);
+    let (dev, table) = env.wait_configured(ENI1, Duration::from_secs(30));
+    assert!(env.ip(&["link", "show", &dev]).contains("mtu 9000"));
+    env.ip(&["link", "set", &dev, "mtu", "1500"]);
+    assert!(
+        wait_for(Duration::from_secs(3), || env
+            .ip(&["link", "show", &dev])
+            .contains("mtu 9000")),
+        "MTU put back: {}",
+        env.ip(&["link", "show", &dev])
+    );
+    env.ip(&["route", "flush", "table", &table.to_string()]);
+    assert!(
+        wait_for(Duration::from_secs(3), || env.table_routes(table).len()
+            == 4),
+        "table routes put back: {:?}",
+        env.table_routes(table)
+    );
+    env.ip(&["link", "set", &dev, "down"]);
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                env.assert_eni1_configured(&dev, table)
+            }))
+            .is_ok()
+        }),
+        "link set up and fully configured again: {}\n{:?}\n{:?}",
+        env.ip(&["link", "show", &dev]),
+        env.table_routes(table),
+        env.addresses(&dev)
+    );
+}
+
 /// Restarting the daemon (and a one-shot before it) sends no second Attach
 /// and changes nothing.
 #[test]

@@ -34,6 +34,18 @@ fn attach_configures_the_eni() {
     env.assert_eni1_configured("eth1", TABLE);
     // QueueNumber 2 in the scenario.
     assert_eq!(env.channels("eth1"), (2, 2));
+    for (key, want) in [
+        ("net.ipv4.conf.eth1.rp_filter", "2"),
+        ("net.ipv4.conf.eth1.arp_ignore", "1"),
+        ("net.ipv4.conf.eth1.arp_announce", "2"),
+        ("net.ipv6.conf.eth1.accept_ra", "0"),
+    ] {
+        assert_eq!(env.sysctl(key), want, "{key}");
+    }
+    assert!(
+        env.ip(&["link", "show", "eth1"]).contains(",UP"),
+        "the NIC is up"
+    );
     assert_eq!(env.eni_state(ENI1), ("InUse".into(), INSTANCE.into()));
     assert_eq!(env.successes("AttachNetworkInterface", ENI1), 1);
 
@@ -502,4 +514,25 @@ fn attach_with_v2_signatures_and_hardened_metadata() {
         .filter_map(|c| c["signature_version"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(versions, ["v2".to_owned()].into_iter().collect());
+}
+
+/// A corrupt state record is named with its remedy (exit 1), and nothing is
+/// attached.
+#[test]
+fn a_corrupt_state_record_is_explained() {
+    let Some(env) = Env::new("corrupt_state_record") else {
+        return;
+    };
+    env.write_config("", &[]);
+    let enis = env.state_dir().join("enis");
+    std::fs::create_dir_all(&enis).expect("mkdir");
+    std::fs::write(enis.join(format!("{ENI1}.json")), "{not json").expect("write");
+    let out = env.attach(ENI1);
+    out.expect_code(1, "corrupt record");
+    assert!(
+        out.stderr.contains(&format!("{ENI1}.json")) && out.stderr.contains("move it aside"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.codes("AttachNetworkInterface", ENI1).is_empty());
 }

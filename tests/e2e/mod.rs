@@ -949,3 +949,12 @@ impl Env {
         .expect("api thread")
     }
 }
+
+impl Env {
+    /// A sysctl read inside the namespace.
+    pub fn sysctl(&self, key: &str) -> String {
+        let (ok, out) = self.exec(&["cat", &format!("/proc/sys/{}", key.replace('.', "/"))]);
+        assert!(ok, "sysctl {key}: {out}");
+        out.trim().to_owned()
+    }
+}
