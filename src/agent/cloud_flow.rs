@@ -218,15 +218,26 @@ fn check_placement(target: &AttachTarget, ni: &NetworkInterface) -> Result<(), A
 }
 
 /// AttachNetworkInterface; returns its RequestId. The ENI is Attaching after.
+///
+/// `InvalidEniState` here usually means an earlier attempt of this very call
+/// landed but its answer was lost (the client retried after a dropped
+/// connection): the ENI is Attaching already, so [`confirm_in_use`] decides.
 pub async fn attach(client: &EcsClient, target: &AttachTarget) -> Result<String, AttachError> {
-    let r = client
+    let result = client
         .attach_network_interface(&AttachNetworkInterface {
             network_interface_id: target.eni_id.clone(),
             instance_id: target.instance_id.clone(),
             network_card_index: target.network_card_index,
         })
-        .await?;
-    Ok(r.request_id)
+        .await;
+    match result {
+        Ok(r) => Ok(r.request_id),
+        Err(e) if e.code() == Some("InvalidOperation.InvalidEniState") => {
+            tracing::warn!(eni = %target.eni_id, error = %e, "the ENI is no longer Available; an earlier attempt of this attach may have landed, Describe decides");
+            Ok(e.api().map(|a| a.request_id.clone()).unwrap_or_default())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Polls until the ENI is InUse on `target.instance_id`. Back to Available

@@ -77,6 +77,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     let mut outcomes: BTreeMap<String, Result<(), (String, bool)>> = BTreeMap::new();
     let mut config = config;
     start_workers(&ctx, &config, &mut workers, &report_tx).await;
+    resume_detaches(&ctx, &workers);
     let mut ready = false;
     if workers.is_empty() {
         notify::ready("no ENI configured");
@@ -125,6 +126,30 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     let _ = stop_tx.send(());
     let _ = converger_task.await;
     Ok(())
+}
+
+/// Finishes detaches a previous run recorded but did not complete (killed
+/// during a SIGHUP removal), for ENIs no longer in the configuration.
+fn resume_detaches(ctx: &Arc<Context>, workers: &BTreeMap<String, Worker>) {
+    let records = match ctx.store.load_all() {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot read the state records; interrupted detaches are not resumed");
+            return;
+        }
+    };
+    for r in records {
+        if r.intent != crate::state::Intent::Detach || workers.contains_key(&r.eni_id) {
+            continue;
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            info!(eni = %r.eni_id, "resuming an interrupted detach");
+            if let Err(e) = teardown(&ctx, &r.eni_id).await {
+                error!(eni = %r.eni_id, error = %e, "the interrupted detach failed");
+            }
+        });
+    }
 }
 
 fn reload(path: Option<&std::path::Path>) -> Result<Config, String> {

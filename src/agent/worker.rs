@@ -360,14 +360,26 @@ async fn wait_subnet_facts(
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
-        let md = ctx
-            .metadata
-            .interface(mac)
-            .await
-            .map_err(|source| WorkerError::Metadata {
-                eni_id: eni.eni_id.clone(),
-                source,
-            })?;
+        let md = match ctx.metadata.interface(mac).await {
+            Ok(md) => md,
+            // A flaky metadata service (429/5xx beyond the client's own
+            // retries) is waited out like lagging facts, within the timeout.
+            Err(source)
+                if source.is_transient()
+                    && started.elapsed() + delay <= ctx.agent.attach_timeout =>
+            {
+                warn!(eni = %eni.eni_id, error = %source, "metadata service error; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Err(source) => {
+                return Err(WorkerError::Metadata {
+                    eni_id: eni.eni_id.clone(),
+                    source,
+                });
+            }
+        };
         if let Some(subnet) = facts::subnet_facts(&md) {
             if !facts::ipv6_facts_missing(eni, &md) || started.elapsed() > Duration::from_secs(10) {
                 return Ok(subnet);
