@@ -409,7 +409,6 @@ fn daemon_picks_up_ip_changes() {
 /// An ENI detached behind the daemon's back (console, another tool) is
 /// attached again by the periodic Describe.
 #[test]
-#[ignore = "bug: the periodic Describe only reacts to changed addresses, not to a detach; see the e2e report"]
 fn daemon_reattaches_an_eni_detached_behind_its_back() {
     let Some(env) = Env::new("daemon_reattaches_eni") else {
         return;
@@ -572,7 +571,6 @@ fn daemon_applies_changed_settings_on_reload() {
 /// The watchdog keeps being petted while a SIGHUP removal waits for a slow
 /// detach (WatchdogSec would otherwise kill the daemon mid-detach).
 #[test]
-#[ignore = "bug: apply_reload awaits the teardown inside the main select loop, so no WATCHDOG=1 (nor SIGTERM handling) until the detach completes; see the e2e report"]
 fn daemon_pets_the_watchdog_during_a_slow_reload() {
     let Some(env) = Env::new("daemon_watchdog_reload") else {
         return;

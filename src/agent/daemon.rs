@@ -83,8 +83,18 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         notify::ready("no ENI configured");
         ready = true;
     }
-    let watchdog = notify::watchdog_period();
-    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    // The watchdog is petted from its own task, so a slow reload (a tag
+    // lookup retried through throttling) cannot starve it; it still stops
+    // when the runtime or the process is stuck.
+    let watchdog = notify::watchdog_period().map(|period| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                notify::watchdog();
+            }
+        })
+    });
     loop {
         tokio::select! {
             Some(report) = report_rx.recv() => {
@@ -112,7 +122,6 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                     Err(e) => error!(error = %e, "the new configuration is invalid; keeping the current one"),
                 }
             }
-            _ = watchdog_tick.tick(), if watchdog.is_some() => notify::watchdog(),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
@@ -123,6 +132,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
         w.task.abort();
     }
     drift.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     let _ = stop_tx.send(());
     let _ = converger_task.await;
     Ok(())
@@ -242,14 +254,19 @@ async fn apply_reload(
         }
         outcomes.remove(&id);
         if config.agent.detach_on_remove {
-            match teardown(ctx, &id).await {
-                Ok(t) => {
-                    info!(eni = %id, removed = t.removed.len(), "removed from the configuration: unconfigured and detached")
+            // In its own task: a detach waits for Available, and the main
+            // loop must stay responsive (signals, readiness) meanwhile.
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                match teardown(&ctx, &id).await {
+                    Ok(t) => {
+                        info!(eni = %id, removed = t.removed.len(), "removed from the configuration: unconfigured and detached")
+                    }
+                    Err(e) => {
+                        error!(eni = %id, error = %e, "removed from the configuration, but the detach failed")
+                    }
                 }
-                Err(e) => {
-                    error!(eni = %id, error = %e, "removed from the configuration, but the detach failed")
-                }
-            }
+            });
         } else {
             info!(eni = %id, "removed from the configuration; left attached and configured (detach_on_remove = false)");
         }
