@@ -91,7 +91,9 @@ fn main() -> ExitCode {
 /// Writes every page into `out`, returning their paths.
 fn render_all(out: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out)?;
-    let mut cmd = eni_agent::cli::Cli::command();
+    // `eni-agent help` is clap's built-in; it gets no page of its own, so the
+    // SUBCOMMANDS section does not list it.
+    let mut cmd = eni_agent::cli::Cli::command().disable_help_subcommand(true);
     // Building sets each subcommand's display name (eni-agent-describe) and
     // bin name (eni-agent describe), which the pages use.
     cmd.build();
@@ -113,7 +115,7 @@ fn render_all(out: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::write(&main_page, buf)?;
     pages.push(main_page);
 
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in cmd.get_subcommands() {
         let name = sub
             .get_display_name()
             .map_or_else(|| format!("eni-agent-{}", sub.get_name()), str::to_owned);
@@ -143,6 +145,7 @@ mod tests {
         assert!(main.starts_with(".ie \\n(.g") || main.contains(".TH eni-agent 8"));
         assert!(main.contains("check\\-config"));
         assert!(main.contains("EXIT STATUS"));
+        assert!(!main.contains("eni\\-agent\\-help"), "no page for help");
         assert!(pages.len() >= 2, "{pages:?}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
