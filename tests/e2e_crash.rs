@@ -260,3 +260,45 @@ fn oneshot_killed_during_a_takeover() {
         env.addresses(&dev)
     );
 }
+
+/// The daemon killed -9 at random points while bringing up two ENIs, then
+/// restarted: both converge, each attached once; a final detach leaves
+/// nothing behind.
+#[test]
+fn daemon_random_kill_points_converge() {
+    let Some(env) = Env::new("daemon_random_kills") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    env.patch_settings(&json!({"timing": {"attach_delay_ms": 700, "metadata_lag_ms": 300}}));
+    for round in 0..3 {
+        env.control("DELETE", "/calls", None);
+        let kill_at = random_below(1800);
+        eprintln!("round {round}: kill -9 the daemon at {kill_at} ms");
+        let d = env.spawn(&["run"], &[]);
+        std::thread::sleep(Duration::from_millis(kill_at));
+        env.kill9_any(&d);
+        let d = env.spawn(&["run"], &[]);
+        let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(30));
+        env.wait_configured(ENI2, Duration::from_secs(30));
+        env.assert_eni1_configured(&dev1, table1);
+        assert_single_attach(&env, ENI1);
+        assert_single_attach(&env, ENI2);
+        env.signal(&d, nix::sys::signal::Signal::SIGTERM);
+        env.wait(&d, Duration::from_secs(10))
+            .expect_code(0, "SIGTERM");
+        for eni in [ENI1, ENI2] {
+            env.detach(eni).expect_code(0, "detach");
+            assert_eq!(env.eni_state(eni).0, "Available", "round {round}");
+        }
+        assert!(
+            env.our_rules().is_empty(),
+            "round {round}: leaked rules:\n{}",
+            env.rules()
+        );
+        assert!(
+            env.status().as_array().is_some_and(|a| a.is_empty()),
+            "round {round}: no records left"
+        );
+    }
+}
