@@ -649,6 +649,29 @@ fn plan_prints_and_changes_nothing() {
     assert!(mutating.is_empty(), "{mutating:?}");
 }
 
+/// SIGHUP removing an ENI with detach_on_remove = false (the default):
+/// left attached and configured.
+#[test]
+fn daemon_leaves_a_removed_eni_attached_by_default() {
+    let Some(env) = Env::new("daemon_remove_keeps") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    let d = env.spawn(&["run"], &[]);
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(30));
+    env.wait_configured(ENI2, Duration::from_secs(30));
+    let before = env.snapshot(&dev1, table1);
+    env.write_config("", &[Env::eni(ENI2)]);
+    env.signal(&d, Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(env.snapshot(&dev1, table1), before);
+    assert_eq!(env.eni_state(ENI1), ("InUse".into(), INSTANCE.into()));
+    assert!(env.codes("DetachNetworkInterface", ENI1).is_empty());
+    env.signal(&d, Signal::SIGTERM);
+    env.wait(&d, Duration::from_secs(10))
+        .expect_code(0, "SIGTERM");
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }

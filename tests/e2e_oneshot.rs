@@ -536,3 +536,69 @@ fn a_corrupt_state_record_is_explained() {
     );
     assert!(env.codes("AttachNetworkInterface", ENI1).is_empty());
 }
+
+fn phase_at(rec: &serde_json::Value, phase: &str) -> u64 {
+    rec["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|m| m["phase"] == phase)
+        .and_then(|m| m["at"].as_u64())
+        .unwrap_or_else(|| panic!("phase {phase} in {rec}"))
+}
+
+/// The NIC is configured the moment it appears — before Describe says InUse
+/// (the link shows up first) and without waiting for the metadata service's
+/// per-MAC entries (they lag by seconds).
+#[test]
+fn the_nic_is_configured_the_moment_it_appears() {
+    let Some(env) = Env::new("configured_when_it_appears") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.patch_settings(&json!({"timing": {
+        "attach_delay_ms": 2000, "link_offset_ms": -1500, "metadata_lag_ms": 3000
+    }}));
+    let started = std::time::Instant::now();
+    env.attach(ENI1).expect_code(0, "attach");
+    let took = started.elapsed();
+    env.assert_eni1_configured("eth1", TABLE);
+    let rec = env.record(ENI1).expect("record");
+    let configured = phase_at(&rec, "configured");
+    let in_use = phase_at(&rec, "in_use_confirmed");
+    assert!(
+        configured < in_use,
+        "configured at +{configured} ms, before InUse was confirmed at +{in_use} ms: {rec}"
+    );
+    assert!(
+        took < Duration::from_millis(4000),
+        "did not wait for the metadata lag: {took:?}"
+    );
+}
+
+/// Delegated IPv6 prefixes get their rules like IPv4 prefixes.
+#[test]
+fn delegated_prefixes_get_rules() {
+    let Some(env) = Env::new("delegated_prefixes") else {
+        return;
+    };
+    let eni = "eni-emu0prefixes01";
+    env.seed(&json!({"enis": [{"id": eni, "vswitch_id": "vsw-emu0zonei",
+        "mac": "00:16:3e:10:00:88", "primary_ip": "192.168.10.90",
+        "ipv4_prefixes": ["192.168.10.160/28"], "ipv6s": ["2408:4005:3a0:7101::90"],
+        "ipv6_prefixes": ["2408:4005:3a0:7101:9000::/80"], "queue_number": 1}]}));
+    env.write_config("", &[]);
+    env.attach(eni).expect_code(0, "attach");
+    let rules = env.our_rules();
+    for src in ["192.168.10.160/28", "2408:4005:3a0:7101:9000::/80"] {
+        for prio in ["20100:", "20300:"] {
+            assert!(
+                rules
+                    .iter()
+                    .any(|r| r.starts_with(prio) && r.contains(&format!("from {src} "))),
+                "{prio} rule from {src}:\n{}",
+                rules.join("\n")
+            );
+        }
+    }
+}
