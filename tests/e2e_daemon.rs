@@ -60,7 +60,7 @@ fn daemon_notifies_reloads_and_stops_cleanly() {
         notify.messages
     );
     let pets_before = notify.messages.len();
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(2000));
     notify.drain();
     assert!(
         notify.messages[pets_before..]

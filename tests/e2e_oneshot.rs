@@ -570,10 +570,9 @@ fn the_nic_is_configured_the_moment_it_appears() {
         configured < in_use,
         "configured at +{configured} ms, before InUse was confirmed at +{in_use} ms: {rec}"
     );
-    assert!(
-        took < Duration::from_millis(4000),
-        "did not wait for the metadata lag: {took:?}"
-    );
+    // Metadata has the MAC only 3 s after InUse: configured before InUse
+    // means it did not wait for it.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
 }
 
 /// Delegated IPv6 prefixes get their rules like IPv4 prefixes.
