@@ -601,3 +601,34 @@ fn delegated_prefixes_get_rules() {
         }
     }
 }
+
+/// An IPv4-only ENI is configured without waiting for IPv6 facts, and gets
+/// no IPv6 rules.
+#[test]
+fn an_ipv4_only_eni_is_configured_promptly() {
+    let Some(env) = Env::new("ipv4_only_eni") else {
+        return;
+    };
+    let eni = "eni-emu0ipv4only01";
+    env.seed(&json!({"enis": [{"id": eni, "vswitch_id": "vsw-emu0zonei",
+        "mac": "00:16:3e:10:00:44", "primary_ip": "192.168.10.44",
+        "secondary_ips": ["192.168.10.45"], "queue_number": 1}]}));
+    env.write_config("", &[]);
+    let started = std::time::Instant::now();
+    env.attach(eni).expect_code(0, "attach");
+    let took = started.elapsed();
+    let dev = env.link_with_mac("00:16:3e:10:00:44").expect("the NIC");
+    assert_eq!(
+        env.addresses(&dev),
+        ["192.168.10.44/24", "192.168.10.45/32"]
+    );
+    let v6 = env.ip(&["-6", "rule", "show"]);
+    assert!(
+        !v6.contains(&format!("lookup {TABLE}")),
+        "no IPv6 rule for an IPv4-only ENI:\n{v6}"
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "no 10 s wait for IPv6 facts that never come: {took:?}"
+    );
+}
