@@ -300,14 +300,28 @@ pub async fn detach(
         network_interface_id: eni_id.to_owned(),
         instance_id: instance_id.to_owned(),
     };
-    match client.detach_network_interface(&request).await {
-        Ok(_) => {}
-        // Detaching already, or not attached: wait for the state below.
-        Err(e) if e.class() == ErrorClass::WaitForState => {}
-        Err(e) if e.code() == Some("InvalidEniId.NotFound") => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let poll = PollPolicy::default();
+    let started = Instant::now();
+    let mut delay = poll.first;
+    loop {
+        match client.detach_network_interface(&request).await {
+            Ok(_) => break,
+            // ECS refuses a Detach while the ENI is still Attaching (an
+            // attach interrupted by a crash): wait for it to land, then
+            // detach. Detaching already, or not attached: wait below.
+            Err(e) if e.class() == ErrorClass::WaitForState => {
+                let (ni, _) = describe(client, eni_id).await?;
+                if ni.status != EniStatus::Attaching || started.elapsed() + delay > poll.timeout {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(poll.cap);
+            }
+            Err(e) if e.code() == Some("InvalidEniId.NotFound") => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
     }
-    wait_available(client, eni_id, PollPolicy::default()).await
+    wait_available(client, eni_id, poll).await
 }
 
 /// Polls until the ENI is Available.
