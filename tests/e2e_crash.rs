@@ -302,3 +302,30 @@ fn daemon_random_kill_points_converge() {
         );
     }
 }
+
+/// The one-shot attach killed while the ENI is Attaching, then the operator
+/// gives up and detaches: the detach waits for the attach to land and
+/// detaches it (ECS refuses a Detach while Attaching), leaving nothing.
+#[test]
+fn detach_after_an_attach_killed_while_attaching() {
+    let Some(env) = Env::new("detach_after_killed_attach") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.patch_settings(&json!({"timing": {"attach_delay_ms": 1500}}));
+    let a = env.spawn(&["attach", ENI1, "--timeout", "30s"], &[]);
+    env.wait_call("AttachNetworkInterface", ENI1, Duration::from_secs(10));
+    env.kill9(&a);
+    assert_eq!(env.eni_state(ENI1).0, "Attaching");
+    let started = std::time::Instant::now();
+    let out = env.run(&["detach", ENI1], Duration::from_secs(60));
+    out.expect_code(0, "detach of an ENI that was Attaching");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.eni_state(ENI1).0, "Available");
+    env.assert_nothing_left(TABLE);
+    assert!(env.record(ENI1).is_none(), "state record removed");
+}

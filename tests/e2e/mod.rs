@@ -453,14 +453,16 @@ impl Env {
     /// Routes of `table`, both families, normalised and sorted.
     pub fn table_routes(&self, table: u32) -> Vec<String> {
         let t = table.to_string();
-        let mut v: Vec<String> = [("-4"), ("-6")]
+        let mut v: Vec<String> = ["-4", "-6"]
             .iter()
             .flat_map(|f| {
-                self.ip_try(&[f, "route", "show", "table", &t])
-                    .1
-                    .lines()
+                let out = self.ip_try(&[f, "route", "show", "table", &t]).1;
+                if out.contains("FIB table does not exist") {
+                    return Vec::new();
+                }
+                out.lines()
                     .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .filter(|l| !l.is_empty() && !l.contains("FIB table does not exist"))
+                    .filter(|l| !l.is_empty())
                     .collect::<Vec<_>>()
             })
             .collect();
