@@ -713,6 +713,36 @@ fn daemon_does_not_steal_back_an_eni_taken_over_elsewhere() {
     );
 }
 
+/// SIGHUP removes an ENI whose attach is still in progress (Attaching),
+/// with detach_on_remove: it ends Available and unconfigured.
+#[test]
+fn daemon_removes_an_eni_that_is_still_attaching() {
+    let Some(env) = Env::new("daemon_remove_attaching") else {
+        return;
+    };
+    env.write_config("detach_on_remove = true", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    env.patch_settings(&serde_json::json!({"timing": {"attach_delay_ms": 2000}}));
+    let d = env.spawn(&["run"], &[]);
+    env.wait_call("AttachNetworkInterface", ENI2, Duration::from_secs(10));
+    env.write_config("detach_on_remove = true", &[Env::eni(ENI1)]);
+    env.signal(&d, Signal::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(15), || env.eni_state(ENI2).0
+            == "Available"
+            && env.record(ENI2).is_none()),
+        "ENI2 detached after the attach landed: {:?}, record {:?}",
+        env.eni_state(ENI2),
+        env.record(ENI2)
+    );
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(15));
+    env.assert_eni1_configured(&dev1, table1);
+    assert!(
+        env.our_rules().iter().all(|r| !r.contains("192.168.10.3")),
+        "no rule of ENI2:\n{}",
+        env.rules()
+    );
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }
