@@ -743,6 +743,46 @@ fn daemon_removes_an_eni_that_is_still_attaching() {
     );
 }
 
+/// A long-running daemon on the instance RAM role: the STS credentials
+/// expire and are rotated; later calls still succeed.
+#[test]
+fn daemon_survives_sts_credential_rotation() {
+    let Some(env) = Env::new("daemon_sts_rotation") else {
+        return;
+    };
+    env.ram_role_only
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    env.patch_settings(&serde_json::json!({"metadata": {
+        "credential_ttl_secs": 6, "credential_refresh_secs": 4
+    }}));
+    env.write_config("", &[Env::eni(ENI1)]);
+    let d = env.spawn(&["run"], &[]);
+    env.wait_configured(ENI1, Duration::from_secs(30));
+    // The first credentials expire 6 s after they were issued.
+    std::thread::sleep(Duration::from_secs(8));
+    env.write_config("", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    env.signal(&d, Signal::SIGHUP);
+    env.wait_configured(ENI2, Duration::from_secs(20));
+    let calls = env.calls();
+    let keys: std::collections::BTreeSet<&str> = calls
+        .iter()
+        .filter_map(|c| c["access_key_id"].as_str())
+        .collect();
+    assert!(keys.len() >= 2, "the credentials were rotated: {keys:?}");
+    let expired: Vec<_> = calls
+        .iter()
+        .filter(|c| {
+            c["code"]
+                .as_str()
+                .is_some_and(|code| code.contains("Expired"))
+        })
+        .collect();
+    assert!(
+        expired.is_empty(),
+        "no call with expired credentials: {expired:?}"
+    );
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }
