@@ -783,6 +783,64 @@ fn daemon_survives_sts_credential_rotation() {
     );
 }
 
+/// The NIC vanishes and comes back (the emulator unplugs an instance's NICs
+/// while it is Stopped and plugs them again when Running): the daemon
+/// configures the new link without attaching again.
+#[test]
+fn daemon_configures_a_nic_that_comes_back() {
+    let Some(env) = Env::new("daemon_nic_comes_back") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1)]);
+    let _d = env.spawn(&["run"], &[]);
+    env.wait_configured(ENI1, Duration::from_secs(30));
+    let mac = "00:16:3e:10:00:02";
+    let path = format!("/instances/{INSTANCE}");
+    let (st, body) = env.control(
+        "PATCH",
+        &path,
+        Some(&serde_json::json!({"status": "Stopped"})),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        wait_for(Duration::from_secs(5), || env.link_with_mac(mac).is_none()),
+        "the NIC is unplugged while Stopped"
+    );
+    let (st, body) = env.control(
+        "PATCH",
+        &path,
+        Some(&serde_json::json!({"status": "Running"})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let mut dev = None;
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            dev = env.link_with_mac(mac);
+            dev.is_some()
+        }),
+        "the NIC is back"
+    );
+    let dev = dev.expect("dev");
+    let table = u32::try_from(
+        env.record(ENI1).expect("record")["table"]
+            .as_u64()
+            .expect("table"),
+    )
+    .expect("u32");
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                env.assert_eni1_configured(&dev, table)
+            }))
+            .is_ok()
+        }),
+        "configured again: {:?}\n{}",
+        env.addresses(&dev),
+        env.rules()
+    );
+    assert_eq!(env.successes("AttachNetworkInterface", ENI1), 1);
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }
