@@ -841,6 +841,39 @@ fn daemon_configures_a_nic_that_comes_back() {
     assert_eq!(env.successes("AttachNetworkInterface", ENI1), 1);
 }
 
+/// No ENI configured: READY=1 at once; a SIGHUP adding one attaches it.
+#[test]
+fn daemon_without_enis_is_ready_at_once() {
+    let Some(env) = Env::new("daemon_without_enis") else {
+        return;
+    };
+    let mut notify = NotifySocket::bind(env.dir.path());
+    env.write_config("", &[]);
+    let d = env.spawn(
+        &["run"],
+        &[("NOTIFY_SOCKET", notify.path.display().to_string())],
+    );
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(10), |m| m.contains("READY=1"))
+            .is_some(),
+        "READY=1: {:?}",
+        notify.messages
+    );
+    env.write_config("", &[Env::eni(ENI1)]);
+    env.signal(&d, Signal::SIGHUP);
+    let (dev, table) = env.wait_configured(ENI1, Duration::from_secs(20));
+    env.assert_eni1_configured(&dev, table);
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(10), |m| m
+                .contains("STATUS=1/1 ENIs configured"))
+            .is_some(),
+        "STATUS: {:?}",
+        notify.messages
+    );
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }

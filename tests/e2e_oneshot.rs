@@ -632,3 +632,36 @@ fn an_ipv4_only_eni_is_configured_promptly() {
         "no 10 s wait for IPv6 facts that never come: {took:?}"
     );
 }
+
+/// An ENI being detached from another instance (Detaching): the one-shot
+/// waits for the transition and attaches it once Available — no takeover
+/// needed, no premature Attach.
+#[test]
+fn attach_waits_for_a_detaching_eni() {
+    let Some(env) = Env::new("attach_waits_detaching") else {
+        return;
+    };
+    let eni = "eni-emu0failover01";
+    let other = "i-emu0instance0002";
+    env.seed(&json!({
+        "instances": [{"id": other, "instance_type": "ecs.g7.xlarge", "vswitch_id": "vsw-emu0zonei"}],
+        "enis": [{"id": eni, "vswitch_id": "vsw-emu0zonei", "instance_id": other,
+                  "mac": "00:16:3e:10:00:99", "primary_ip": "192.168.10.60", "queue_number": 2}]
+    }));
+    env.patch_settings(&json!({"timing": {"detach_delay_ms": 2000}}));
+    env.api(
+        "DetachNetworkInterface",
+        &[("NetworkInterfaceId", eni), ("InstanceId", other)],
+    )
+    .expect("detach there");
+    assert_eq!(env.eni_state(eni).0, "Detaching");
+    env.write_config("", &[]);
+    env.attach(eni)
+        .expect_code(0, "attach after the transition");
+    assert_eq!(env.eni_state(eni), ("InUse".into(), INSTANCE.into()));
+    assert_eq!(
+        env.codes("AttachNetworkInterface", eni),
+        ["Success"],
+        "one Attach, sent once Available"
+    );
+}
