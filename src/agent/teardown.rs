@@ -75,8 +75,12 @@ async fn cleanup_unmanaged(
     ni: &crate::cloud::ecs::NetworkInterface,
 ) -> Result<Vec<String>, WorkerError> {
     let eni_id = ni.network_interface_id.clone();
-    let Some(table) = ctx.tables.lock().await.get(&eni_id) else {
-        // Never allocated: the agent never configured it.
+    let allocated = ctx.tables.lock().await.get(&eni_id);
+    // An explicit `table =` from the configuration is not allocated; the
+    // state record has it.
+    let recorded = || ctx.store.load(&eni_id).ok().flatten().and_then(|r| r.table);
+    let Some(table) = allocated.or_else(recorded) else {
+        // Never allocated nor recorded: the agent never configured it.
         return Ok(Vec::new());
     };
     let f = facts::eni_facts(ni)?;
