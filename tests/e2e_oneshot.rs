@@ -665,3 +665,18 @@ fn attach_waits_for_a_detaching_eni() {
         "one Attach, sent once Available"
     );
 }
+
+/// An explicit routing table from the configuration is used, and a detach
+/// removes everything from it too.
+#[test]
+fn an_explicit_table_is_used_and_cleaned_up() {
+    let Some(env) = Env::new("explicit_table") else {
+        return;
+    };
+    env.write_config("", &[format!("id = \"{ENI1}\"\ntable = 200")]);
+    env.attach(ENI1).expect_code(0, "attach");
+    env.assert_eni1_configured("eth1", 200);
+    env.detach(ENI1).expect_code(0, "detach");
+    assert_eq!(env.eni_state(ENI1).0, "Available");
+    env.assert_nothing_left(200);
+}
