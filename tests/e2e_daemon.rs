@@ -677,7 +677,6 @@ fn daemon_leaves_a_removed_eni_attached_by_default() {
 /// Describe — two agents with takeover = true would move the ENI back and
 /// forth every describe_interval.
 #[test]
-#[ignore = "bug/design: keep() treats an ENI taken over by another instance like a detached one and, with takeover = true, steals it back; see the e2e report"]
 fn daemon_does_not_steal_back_an_eni_taken_over_elsewhere() {
     let Some(env) = Env::new("daemon_no_steal_back") else {
         return;

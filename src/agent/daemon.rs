@@ -321,16 +321,27 @@ async fn supervise(ctx: Arc<Context>, entry: EniConfig, eni_id: String, tx: mpsc
 
 /// Keeps a configured ENI up to date; returns when it must be brought up again.
 async fn keep(ctx: &Context, entry: &EniConfig, mut current: Configured) {
+    let mut lost_to: Option<String> = None;
     loop {
         tokio::time::sleep(jittered(ctx.agent.describe_interval)).await;
         match worker::refresh(ctx, &current.facts).await {
             Ok(Refresh::Unchanged) => {}
-            Ok(Refresh::NotHere(ni)) => {
-                warn!(eni = %current.facts.eni_id, status = %ni.status,
-                      instance = ni.attached_instance().unwrap_or("none"),
-                      "the ENI is no longer attached here; attaching it again");
-                return;
-            }
+            Ok(Refresh::NotHere(ni)) => match &ni.status {
+                EniStatus::Available => {
+                    warn!(eni = %current.facts.eni_id, "the ENI was detached behind the agent's back; attaching it again");
+                    return;
+                }
+                // Another instance holds it now (an HA peer took it over, or
+                // an operator moved it): taking it back would make two peers
+                // with `takeover = true` fight over it forever. Keep watching;
+                // it is attached again here only once it is released.
+                EniStatus::InUse if lost_to.as_deref() != ni.attached_instance() => {
+                    lost_to = ni.attached_instance().map(str::to_owned);
+                    warn!(eni = %current.facts.eni_id, instance = lost_to.as_deref().unwrap_or("unknown"),
+                          "the ENI now belongs to another instance; not taking it back (it is attached here again once released)");
+                }
+                _ => {}
+            },
             Ok(Refresh::Changed(fresh)) => {
                 info!(eni = %fresh.eni_id, "the ENI's addresses changed; re-planning");
                 match worker::make_plan(ctx, entry, &fresh).await {
