@@ -12,6 +12,15 @@ use serde_json::json;
 
 const ENI1_MAC: &str = "00:16:3e:10:00:02";
 
+/// Rounds of a random-kill test: a few in CI; the long chaos run of issue 7
+/// (50 or more) is `ENI_AGENT_CHAOS_ROUNDS=50 cargo test --test e2e_crash random`.
+fn chaos_rounds(default: u32) -> u32 {
+    std::env::var("ENI_AGENT_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn assert_single_attach(env: &Env, eni: &str) {
     let codes = env.codes("AttachNetworkInterface", eni);
     assert_eq!(
@@ -199,7 +208,7 @@ fn random_kill_points_converge() {
     };
     env.write_config("", &[]);
     env.patch_settings(&json!({"timing": {"attach_delay_ms": 600, "detach_delay_ms": 500, "metadata_lag_ms": 300}}));
-    for round in 0..4 {
+    for round in 0..chaos_rounds(4) {
         env.control("DELETE", "/calls", None);
         let attach_kill = random_below(2000);
         let detach_kill = random_below(1200);
@@ -271,7 +280,7 @@ fn daemon_random_kill_points_converge() {
     };
     env.write_config("", &[Env::eni(ENI1), Env::eni(ENI2)]);
     env.patch_settings(&json!({"timing": {"attach_delay_ms": 700, "metadata_lag_ms": 300}}));
-    for round in 0..3 {
+    for round in 0..chaos_rounds(3) {
         env.control("DELETE", "/calls", None);
         let kill_at = random_below(1800);
         eprintln!("round {round}: kill -9 the daemon at {kill_at} ms");
