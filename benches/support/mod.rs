@@ -469,9 +469,11 @@ pub fn pending_ops(targets: &[(Plan, String)]) -> Vec<usize> {
 /// `ethtool -L combined` replaced by `rx/tx` (what veth supports).
 pub fn shell_script(targets: &[(Plan, String)]) -> String {
     let mut s = String::from("set -e\n");
+    // The `lookup main` rules are shared by every ENI: once.
+    let mut once = std::collections::HashSet::new();
     for (p, name) in targets {
         for line in p.with_dev(name).to_string().lines() {
-            if line.starts_with('#') {
+            if line.starts_with('#') || !once.insert(line.to_owned()) {
                 continue;
             }
             if let (Some(q), true) = (p.queues, line.starts_with("ethtool -L")) {
@@ -491,8 +493,13 @@ pub fn shell_script(targets: &[(Plan, String)]) -> String {
 /// not `ip` commands: the caller applies them in-process.
 pub fn batch_files(targets: &[(Plan, String)]) -> (String, String) {
     let (mut v4, mut v6) = (String::new(), String::new());
+    // The `lookup main` rules are shared by every ENI: once.
+    let mut once = std::collections::HashSet::new();
     for (p, name) in targets {
         for line in p.with_dev(name).to_string().lines() {
+            if !once.insert(line.to_owned()) {
+                continue;
+            }
             if let Some(rest) = line.strip_prefix("ip -6 ") {
                 v6.push_str(rest);
                 v6.push('\n');
