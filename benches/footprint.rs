@@ -104,9 +104,17 @@ fn main() {
         configured.as_secs_f64()
     );
     let mut rss_samples = Vec::new();
+    // Seconds in which the daemon woke at least once: a timer of 1 s or
+    // faster would make every second active.
+    let (mut active_secs, mut last_vol) = (0u64, vol0);
     while idle_start.elapsed() < Duration::from_secs(idle_secs) {
         std::thread::sleep(Duration::from_secs(1).min(Duration::from_secs(idle_secs)));
         rss_samples.push(status_field(&read_status(), "VmRSS"));
+        let v = task_sum(pid, "voluntary_ctxt_switches");
+        if v > last_vol {
+            active_secs += 1;
+        }
+        last_vol = v;
     }
     let idle = idle_start.elapsed().as_secs_f64();
     let vol = task_sum(pid, "voluntary_ctxt_switches") - vol0;
@@ -156,6 +164,11 @@ fn main() {
                 "no timer faster than the Describe period".into(),
             ],
             vec![
+                "seconds with any wake-up".into(),
+                format!("{active_secs} of {:.0}", idle),
+                "(a 1 s timer would make it all of them)".into(),
+            ],
+            vec![
                 "API calls while idle".into(),
                 format!(
                     "{:.2}/min ({api_calls} calls; {enis} ENIs x 1 per 60 s = {enis}/min expected)",
@@ -180,6 +193,7 @@ fn main() {
         "wakeups_voluntary": vol,
         "switches_involuntary": invol,
         "wakeups_per_min": per_min(vol),
+        "active_seconds": active_secs,
         "api_calls_idle": api_calls,
         "api_calls_per_min": per_min(api_calls),
         "machine": machine(),
