@@ -193,6 +193,13 @@ fn run_once(method: Method, enis: u8, hw_queues: u32, drift: bool) -> Result<Sam
 
 fn main() {
     require_root("hotplug");
+    if std::env::args().any(|a| a == "--log") {
+        // The converger's warnings (failed applies, lost events) on stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("eni_agent=warn"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runs: usize = arg("--runs", 30);
     let warmup: usize = arg("--warmup", 2);
     let enis: u8 = arg("--enis", 1);
