@@ -47,7 +47,9 @@ impl Default for ConvergerConfig {
         Self {
             resync_interval: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
-            event_rcvbuf: None,
+            // Large enough for a full flush of a busy rule set (thousands of
+            // events) without an overrun and its full resync.
+            event_rcvbuf: Some(8 << 20),
             sysctl: Sysctl::default(),
         }
     }

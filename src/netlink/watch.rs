@@ -68,10 +68,17 @@ pub fn subscribe(rcvbuf: Option<usize>) -> Result<EventStream, NetlinkError> {
     let (mut conn, _handle, rx) =
         rtnetlink::new_multicast_connection(GROUPS).map_err(NetlinkError::Socket)?;
     if let Some(size) = rcvbuf {
-        conn.socket_mut()
-            .socket_mut()
-            .set_rx_buf_sz(size)
-            .map_err(NetlinkError::Socket)?;
+        let socket = conn.socket_mut().socket_mut();
+        // SO_RCVBUFFORCE passes net.core.rmem_max (root / CAP_NET_ADMIN, which
+        // the agent has); without the privilege fall back to SO_RCVBUF, which
+        // the kernel caps at rmem_max.
+        let raw = std::os::fd::AsRawFd::as_raw_fd(socket);
+        // SAFETY: `raw` belongs to `socket`, which outlives this borrow.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &size).is_err()
+        {
+            socket.set_rx_buf_sz(size).map_err(NetlinkError::Socket)?;
+        }
     }
     tokio::spawn(conn);
     Ok(EventStream { rx: rx.boxed() })
