@@ -93,19 +93,23 @@ pub async fn attach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
 }
 
 /// `eni-agent detach ENI_ID`.
-pub async fn detach(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
+pub async fn detach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Result<(), Failure> {
     let config = load_config(cli).map_err(Failure::permanent)?;
+    let timeout = timeout.unwrap_or(config.agent.attach_timeout);
     let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
     let _lock = store.lock().map_err(Failure::permanent)?;
     let (ctx, _stop) = context(&config).await?;
-    let t = teardown::teardown(&ctx, eni_id)
+    let t = tokio::time::timeout(timeout, teardown::teardown(&ctx, eni_id))
         .await
+        .map_err(|_| Failure {
+            code: EXIT_TIMEOUT,
+            message: format!(
+                "{eni_id}: not detached within {}; the intent is recorded, run the detach again to resume",
+                humantime::format_duration(timeout)
+            ),
+        })?
         .map_err(|e| Failure {
-            code: if e.is_timeout() {
-                EXIT_TIMEOUT
-            } else {
-                EXIT_FAILURE
-            },
+            code: if e.is_timeout() { EXIT_TIMEOUT } else { EXIT_FAILURE },
             message: e.to_string(),
         })?;
     for op in &t.removed {

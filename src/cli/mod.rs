@@ -64,8 +64,14 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<std::time::Duration>,
     },
-    /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available.
-    Detach { eni_id: String },
+    /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available
+    /// (1: permanent error, 2: timeout; a rerun resumes an interrupted detach).
+    Detach {
+        eni_id: String,
+        /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
     /// Each managed ENI: state, interface, table, last phase timings, last error.
     Status {
         #[arg(long)]
@@ -97,8 +103,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Attach { eni_id, timeout } => {
             return agent_cmds::exit(agent_cmds::attach(&cli, eni_id, *timeout).await);
         }
-        Command::Detach { eni_id } => {
-            return agent_cmds::exit(agent_cmds::detach(&cli, eni_id).await);
+        Command::Detach { eni_id, timeout } => {
+            return agent_cmds::exit(agent_cmds::detach(&cli, eni_id, *timeout).await);
         }
         Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json).await),
         Command::Plan { eni_id } => return agent_cmds::exit(agent_cmds::plan(&cli, eni_id).await),
