@@ -691,12 +691,21 @@ fn detach_times_out_with_code_2_and_a_rerun_finishes_it() {
     env.write_config("", &[]);
     env.attach(ENI1).expect_code(0, "attach");
     env.patch_settings(&serde_json::json!({"timing": {"detach_delay_ms": 4000}}));
-    let out = env.run(&["detach", ENI1, "--timeout", "1s"], Duration::from_secs(20));
+    let out = env.run(
+        &["detach", ENI1, "--timeout", "1s"],
+        Duration::from_secs(20),
+    );
     out.expect_code(2, "detach that outlasts --timeout");
-    assert!(out.stderr.contains("run the detach again"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("run the detach again"),
+        "{}",
+        out.stderr
+    );
     env.patch_settings(&serde_json::json!({"timing": {"detach_delay_ms": 200}}));
-    env.detach(ENI1).expect_code(0, "the rerun finishes the detach");
-    assert!(wait_for(Duration::from_secs(10), || env.eni_state(ENI1).0 == "Available"));
+    env.detach(ENI1)
+        .expect_code(0, "the rerun finishes the detach");
+    assert!(wait_for(Duration::from_secs(10), || env.eni_state(ENI1).0
+        == "Available"));
     env.assert_nothing_left(TABLE);
     assert!(env.record(ENI1).is_none(), "record removed");
 }
