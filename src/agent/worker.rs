@@ -140,49 +140,40 @@ pub async fn bring_up(
         timeout: ctx.agent.attach_timeout,
     };
     let run = async {
-        let mut early_plan: Option<Plan> = None;
         let readiness = cloud_flow::prepare(&ctx.ecs, &target, poll).await?;
         mark(Phase::Described, None);
-        let (ni, attach_request) = match readiness {
+        let (ni, needs_attach) = match readiness {
             Readiness::AttachedHere(ni) => {
                 mark(Phase::InUseConfirmed, None);
-                (ni, None)
+                (ni, false)
             }
-            Readiness::NeedsAttach(ni) => {
-                // Parse the facts before attaching: a malformed answer must
-                // not leave an ENI attached and half configured.
-                let f = facts::eni_facts(&ni)?;
-                if let Some(dirs) = &ctx.handoff {
-                    dirs.install(eni_id, MacAddr(f.mac.0))?;
-                }
-                // When another NIC of this instance sits in the same vSwitch,
-                // its metadata already has the gateway and CIDR: plan now and
-                // let the converger configure the NIC the moment it appears.
-                if let Some(subnet) = sibling_subnet(ctx, &ni.vswitch_id, &f).await {
-                    let plan = plan_with(ctx, entry, &f, &subnet).await?;
-                    ctx.converger.manage(plan.clone()).await.map_err(|source| {
-                        WorkerError::Converger {
-                            eni_id: eni_id.to_owned(),
-                            source,
-                        }
-                    })?;
-                    early_plan = Some(plan);
-                }
-                ctx.store.update(eni_id, instance, |r| {
-                    r.intent = Intent::Attach;
-                    r.mac = Some(f.mac.to_string());
-                    r.progress = Progress::AttachRequested;
-                })?;
-                let rid = cloud_flow::attach(&ctx.ecs, &target).await?;
-                mark(Phase::AttachAccepted, Some(&rid));
-                (ni, Some(rid))
-            }
+            Readiness::NeedsAttach(ni) => (ni, true),
         };
+        // Parse the facts before attaching: a malformed answer must not
+        // leave an ENI attached and half configured.
         let eni_facts = facts::eni_facts(&ni)?;
-        if attach_request.is_none() {
-            if let Some(dirs) = &ctx.handoff {
-                dirs.install(eni_id, MacAddr(eni_facts.mac.0))?;
+        if let Some(dirs) = &ctx.handoff {
+            dirs.install(eni_id, MacAddr(eni_facts.mac.0))?;
+        }
+        let mut early_plan: Option<Plan> = None;
+        let mut attach_request = None;
+        if needs_attach {
+            // When another NIC of this instance sits in the same vSwitch, its
+            // metadata already has the gateway and CIDR: plan now and let the
+            // converger configure the NIC the moment it appears.
+            if let Some(subnet) = sibling_subnet(ctx, &ni.vswitch_id, &eni_facts).await {
+                let plan = plan_with(ctx, entry, &eni_facts, &subnet).await?;
+                manage(ctx, &plan).await?;
+                early_plan = Some(plan);
             }
+            ctx.store.update(eni_id, instance, |r| {
+                r.intent = Intent::Attach;
+                r.mac = Some(eni_facts.mac.to_string());
+                r.progress = Progress::AttachRequested;
+            })?;
+            let rid = cloud_flow::attach(&ctx.ecs, &target).await?;
+            mark(Phase::AttachAccepted, Some(&rid));
+            attach_request = Some(rid);
         }
         let confirm = async {
             if let Some(rid) = &attach_request {
@@ -197,12 +188,7 @@ pub async fn bring_up(
                 Some(plan) => plan,
                 None => {
                     let plan = make_plan(ctx, entry, &eni_facts).await?;
-                    ctx.converger.manage(plan.clone()).await.map_err(|source| {
-                        WorkerError::Converger {
-                            eni_id: eni_id.to_owned(),
-                            source,
-                        }
-                    })?;
+                    manage(ctx, &plan).await?;
                     plan
                 }
             };
@@ -263,6 +249,17 @@ pub async fn bring_up(
         warn!(eni = %eni_id, error = %e, "cannot record the ENI's state");
     }
     result
+}
+
+/// Hands `plan` to the converger.
+async fn manage(ctx: &Context, plan: &Plan) -> Result<(), WorkerError> {
+    ctx.converger
+        .manage(plan.clone())
+        .await
+        .map_err(|source| WorkerError::Converger {
+            eni_id: plan.eni_id.clone(),
+            source,
+        })
 }
 
 /// Waits for the metadata service's vSwitch facts of the ENI's MAC (they lag
