@@ -46,23 +46,80 @@ fn after_change(emu: &Arc<Emulator>, eni_id: &str) {
     emu.refresh_metadata(eni_id);
 }
 
+/// The parameters both Assign actions share: explicit addresses or a count
+/// (not both), and explicit prefixes or a count; at least one of them.
+struct AssignRequest<'a> {
+    eni_id: &'a str,
+    addresses: Vec<String>,
+    address_count: u32,
+    prefixes: Vec<String>,
+    prefix_count: u32,
+}
+
+impl<'a> AssignRequest<'a> {
+    /// Reads `{addr}.N`, `{count}`, `{prefix}.N` and `{prefix}Count`.
+    fn parse(
+        p: &'a super::params::Params,
+        (addr, count, prefix): (&str, &str, &str),
+        max_addresses: u32,
+        max_prefixes: u32,
+    ) -> Result<Self, ApiError> {
+        let eni_id = p.require("NetworkInterfaceId")?;
+        let addresses = p.list(addr, max_addresses as usize)?;
+        let address_count = p.u32_in(count, 1, max_addresses)?;
+        let prefixes = p.list(prefix, max_prefixes as usize)?;
+        let prefix_count = p.u32_in(&format!("{prefix}Count"), 1, max_prefixes)?;
+        if address_count.is_some() && !addresses.is_empty() {
+            return Err(ApiError::invalid(
+                count,
+                &format!("cannot be combined with {addr}.N"),
+            ));
+        }
+        if address_count.is_none()
+            && addresses.is_empty()
+            && prefix_count.is_none()
+            && prefixes.is_empty()
+        {
+            return Err(ApiError::missing(count));
+        }
+        Ok(Self {
+            eni_id,
+            addresses,
+            address_count: address_count.unwrap_or(0),
+            prefixes,
+            prefix_count: prefix_count.unwrap_or(0),
+        })
+    }
+
+    /// Addresses and prefixes the request adds.
+    fn wanted(&self) -> usize {
+        self.addresses.len()
+            + self.address_count as usize
+            + self.prefixes.len()
+            + self.prefix_count as usize
+    }
+}
+
 /// AssignPrivateIpAddresses.
 pub fn assign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let p = ctx.params;
-    let eni_id = p.require("NetworkInterfaceId")?;
-    let explicit = p.list("PrivateIpAddress", 50)?;
-    let count = p.u32_in("SecondaryPrivateIpAddressCount", 1, 50)?;
-    let explicit_p4 = p.list("Ipv4Prefix", 10)?;
-    let p4_count = p.u32_in("Ipv4PrefixCount", 1, 10)?;
-    if count.is_some() && !explicit.is_empty() {
-        return Err(ApiError::invalid(
+    let req = AssignRequest::parse(
+        ctx.params,
+        (
+            "PrivateIpAddress",
             "SecondaryPrivateIpAddressCount",
-            "cannot be combined with PrivateIpAddress.N",
-        ));
-    }
-    if count.is_none() && explicit.is_empty() && p4_count.is_none() && explicit_p4.is_empty() {
-        return Err(ApiError::missing("SecondaryPrivateIpAddressCount"));
-    }
+            "Ipv4Prefix",
+        ),
+        50,
+        10,
+    )?;
+    let AssignRequest {
+        eni_id,
+        addresses: explicit,
+        address_count: count,
+        prefixes: explicit_p4,
+        prefix_count: p4_count,
+    } = &req;
+    let (eni_id, count, p4_count) = (*eni_id, *count, *p4_count);
     let mut st = emu.state();
     let eni = find_eni(&st, ctx, eni_id)?;
     conflict_check(eni)?;
@@ -71,10 +128,7 @@ pub fn assign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiEr
         .get(&eni.vswitch_id)
         .cloned()
         .ok_or_else(ApiError::internal)?;
-    let want = explicit.len()
-        + count.unwrap_or(0) as usize
-        + explicit_p4.len()
-        + p4_count.unwrap_or(0) as usize;
+    let want = req.wanted();
     let have = 1 + eni.secondary_ips.len() + eni.ipv4_prefixes.len();
     let (limit, _) = limits(&st, eni);
     if have + want > limit {
@@ -88,16 +142,16 @@ pub fn assign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiEr
         ));
     }
     let mut new: Vec<Ipv4Addr> = Vec::new();
-    for s in &explicit {
+    for s in explicit {
         let ip = explicit_v4(&st, &vsw.cidr, &vsw.id, "PrivateIpAddress", s, &new)?;
         new.push(ip);
     }
-    for _ in 0..count.unwrap_or(0) {
+    for _ in 0..count {
         let ip = st.alloc_ipv4(&vsw, &new).ok_or_else(not_enough)?;
         new.push(ip);
     }
     let mut new_p4: Vec<Net4> = Vec::new();
-    for s in &explicit_p4 {
+    for s in explicit_p4 {
         let net = Net4::parse(s)
             .filter(|n| n.len == 28 && vsw.cidr.contains(n.addr))
             .ok_or_else(|| ApiError::invalid("Ipv4Prefix", "a /28 inside the vSwitch"))?;
@@ -110,7 +164,7 @@ pub fn assign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiEr
         }
         new_p4.push(net);
     }
-    for _ in 0..p4_count.unwrap_or(0) {
+    for _ in 0..p4_count {
         let net = st
             .alloc_ipv4_prefix(&vsw, &new_p4)
             .filter(|n| !new.iter().any(|ip| n.contains(*ip)))
@@ -193,21 +247,20 @@ pub fn unassign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, Api
 
 /// AssignIpv6Addresses.
 pub fn assign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let p = ctx.params;
-    let eni_id = p.require("NetworkInterfaceId")?;
-    let explicit = p.list("Ipv6Address", 10)?;
-    let count = p.u32_in("Ipv6AddressCount", 1, 10)?;
-    let explicit_p6 = p.list("Ipv6Prefix", 10)?;
-    let p6_count = p.u32_in("Ipv6PrefixCount", 1, 10)?;
-    if count.is_some() && !explicit.is_empty() {
-        return Err(ApiError::invalid(
-            "Ipv6AddressCount",
-            "cannot be combined with Ipv6Address.N",
-        ));
-    }
-    if count.is_none() && explicit.is_empty() && p6_count.is_none() && explicit_p6.is_empty() {
-        return Err(ApiError::missing("Ipv6AddressCount"));
-    }
+    let req = AssignRequest::parse(
+        ctx.params,
+        ("Ipv6Address", "Ipv6AddressCount", "Ipv6Prefix"),
+        10,
+        10,
+    )?;
+    let AssignRequest {
+        eni_id,
+        addresses: explicit,
+        address_count: count,
+        prefixes: explicit_p6,
+        prefix_count: p6_count,
+    } = &req;
+    let (eni_id, count, p6_count) = (*eni_id, *count, *p6_count);
     let mut st = emu.state();
     let eni = find_eni(&st, ctx, eni_id)?;
     conflict_check(eni)?;
@@ -219,10 +272,7 @@ pub fn assign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError
     if vsw.ipv6_cidr.is_none() {
         return Err(ipv6_not_enabled(&vsw.id));
     }
-    let want = explicit.len()
-        + count.unwrap_or(0) as usize
-        + explicit_p6.len()
-        + p6_count.unwrap_or(0) as usize;
+    let want = req.wanted();
     let have = eni.ipv6s.len() + eni.ipv6_prefixes.len();
     let (_, limit) = limits(&st, eni);
     if have + want > limit {
@@ -236,16 +286,16 @@ pub fn assign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError
         ));
     }
     let mut new: Vec<Ipv6Addr> = Vec::new();
-    for s in &explicit {
+    for s in explicit {
         let ip = explicit_ipv6(&st, &vsw, s, &new)?;
         new.push(ip);
     }
-    for _ in 0..count.unwrap_or(0) {
+    for _ in 0..count {
         let ip = st.alloc_ipv6(&vsw, &new).ok_or_else(not_enough)?;
         new.push(ip);
     }
     let mut new_p6: Vec<Net6> = Vec::new();
-    for s in &explicit_p6 {
+    for s in explicit_p6 {
         let net = Net6::parse(s)
             .filter(|n| vsw.ipv6_cidr.is_some_and(|c| c.contains(n.addr)))
             .ok_or_else(|| ApiError::invalid("Ipv6Prefix", "a prefix inside the vSwitch"))?;
@@ -258,7 +308,7 @@ pub fn assign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError
         }
         new_p6.push(net);
     }
-    for _ in 0..p6_count.unwrap_or(0) {
+    for _ in 0..p6_count {
         let net = st
             .alloc_ipv6_prefix(&vsw, &new_p6)
             .filter(|n| !new.iter().any(|ip| n.contains(*ip)))
