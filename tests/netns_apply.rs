@@ -284,7 +284,8 @@ fn netns_no_transient_misroute_while_applying() {
         add_nic("eni3", mac(3), 1);
         let ix = ifindex("eni3");
         // The kernel's own account of every change, in order.
-        let mut events = netlink::subscribe(Some(8 << 20)).expect("subscribe");
+        let mut events =
+            netlink::subscribe(Some(8 << 20), netlink::Interest::Everything).expect("subscribe");
         let plan = test_plan(3, TABLE, None);
         let rec = Reconciler::connect().expect("netlink");
         rec.apply(&plan, ix).await.expect("apply");
@@ -330,6 +331,75 @@ fn netns_no_transient_misroute_while_applying() {
             .expect("address events");
         assert!(up < first_addr);
     });
+}
+
+#[test]
+fn netns_removals_subscription_filters_additions_in_the_kernel() {
+    in_netns(
+        "netns_removals_subscription_filters_additions_in_the_kernel",
+        || async {
+            fake_primary();
+            add_nic("eni4", mac(4), 1);
+            let ix = ifindex("eni4");
+            let mut removals =
+                netlink::subscribe(Some(8 << 20), netlink::Interest::Removals).expect("subscribe");
+            let mut everything = netlink::subscribe(Some(8 << 20), netlink::Interest::Everything)
+                .expect("subscribe");
+            let plan = test_plan(4, TABLE, None);
+            let rec = Reconciler::connect().expect("netlink");
+            rec.apply(&plan, ix).await.expect("apply");
+            rec.cleanup(&plan, Some(ix)).await.expect("cleanup");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let drain = |s: &mut netlink::EventStream| {
+                let mut seen = Vec::new();
+                while let Some(ev) = s.next_now() {
+                    seen.push(ev);
+                }
+                seen
+            };
+            let (r, e) = (drain(&mut removals), drain(&mut everything));
+            let count = |seen: &[netlink::Event], f: fn(&netlink::Event) -> bool| {
+                seen.iter().filter(|ev| f(ev)).count()
+            };
+            let additions = |ev: &netlink::Event| {
+                matches!(
+                    ev,
+                    netlink::Event::NewAddr(_)
+                        | netlink::Event::NewRoute(_)
+                        | netlink::Event::NewRule(_)
+                )
+            };
+            let deletions = |ev: &netlink::Event| {
+                matches!(
+                    ev,
+                    netlink::Event::DelAddr(_)
+                        | netlink::Event::DelRoute(_)
+                        | netlink::Event::DelRule(_)
+                )
+            };
+            let links = |ev: &netlink::Event| matches!(ev, netlink::Event::NewLink(_));
+            assert!(
+                count(&e, additions) > 10,
+                "the unfiltered socket saw the additions: {e:?}"
+            );
+            assert_eq!(
+                count(&r, additions),
+                0,
+                "additions reached the filtered socket"
+            );
+            assert!(count(&e, deletions) > 0);
+            assert_eq!(
+                count(&r, deletions),
+                count(&e, deletions),
+                "every removal passes"
+            );
+            assert_eq!(
+                count(&r, links),
+                count(&e, links),
+                "every link event passes"
+            );
+        },
+    );
 }
 
 #[test]
@@ -384,6 +454,62 @@ fn netns_default_route_option_puts_a_worse_default_in_main() {
                     .expect("cleanup");
             }
             assert_eq!(agent_owned_objects(), 0);
+        },
+    );
+}
+
+#[test]
+fn netns_batch_reports_each_failure_and_applies_the_rest() {
+    in_netns(
+        "netns_batch_reports_each_failure_and_applies_the_rest",
+        || async {
+            use eni_agent::netlink::{Batcher, Request};
+            use eni_agent::plan::{IpNet, RuleSpec};
+            let rule = |i: u32| RuleSpec {
+                priority: 30000 + i,
+                ipv6: false,
+                src: Some(IpNet::host(
+                    std::net::Ipv4Addr::from(0x0a09_0000 + i).into(),
+                )),
+                table: TABLE,
+                suppress_prefixlen: None,
+            };
+            // More than one datagram's worth, with a duplicate in the middle
+            // of the first and one at the very end (the acknowledged one).
+            let mut specs: Vec<RuleSpec> = (0..700).map(rule).collect();
+            specs.insert(100, rule(5));
+            specs.push(rule(699));
+            let requests: Vec<Request<'_>> = specs.iter().map(Request::AddRule).collect();
+            let batcher = Batcher::new().expect("socket");
+            let outcomes = batcher.send(&requests).await.expect("batch");
+            assert_eq!(outcomes.len(), requests.len());
+            let failed: Vec<usize> = outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.is_err())
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(failed, vec![100, 701], "exactly the duplicates failed");
+            let err = outcomes[100].as_ref().expect_err("duplicate");
+            assert_eq!(err.errno(), Some(nix::libc::EEXIST));
+            assert!(
+                err.to_string().contains("ip rule add from 10.9.0.5"),
+                "the error names the request: {err}"
+            );
+            let rec = Reconciler::connect().expect("netlink");
+            let ours = rule_list(rec.handle(), false)
+                .await
+                .expect("dump")
+                .into_iter()
+                .filter(|r| r.is_ours() && r.table == TABLE)
+                .count();
+            assert_eq!(ours, 700, "every other rule was added");
+            // The socket is clean for the next batch.
+            let again = batcher
+                .send(&[Request::AddRule(&rule(700))])
+                .await
+                .expect("batch");
+            assert!(again[0].is_ok());
         },
     );
 }

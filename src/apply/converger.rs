@@ -271,8 +271,8 @@ impl Converger {
     /// Subscribes to events, then opens the request socket. Call inside the
     /// tokio runtime (and network namespace) the converger will run in.
     pub fn new(cfg: ConvergerConfig) -> Result<(Self, ConvergerHandle), ConvergeError> {
-        let events = netlink::subscribe(cfg.event_rcvbuf)?;
-        let reconciler = Reconciler::new(netlink::connect()?, cfg.sysctl.clone());
+        let events = netlink::subscribe(cfg.event_rcvbuf, netlink::Interest::Removals)?;
+        let reconciler = Reconciler::new(netlink::connect()?, cfg.sysctl.clone())?;
         let (tx, cmds) = mpsc::channel(16);
         let (out, _) = broadcast::channel(1024);
         let handle = ConvergerHandle {
@@ -481,98 +481,124 @@ impl Converger {
         Ok(())
     }
 
-    /// Applies every dirty ENI and cleans up after vanished links. Returns
-    /// a retry delay if something failed.
+    /// Cleans up after vanished links, then applies every dirty ENI, all of
+    /// them at once (their requests share the socket, pipelined). Returns a
+    /// retry delay if something failed.
     async fn converge_dirty(&mut self) -> Option<Duration> {
         let mut retry: Option<Duration> = None;
-        let ids: Vec<String> = self.enis.keys().cloned().collect();
-        for id in ids {
-            let Some(m) = self.enis.get_mut(&id) else {
+        let vanished: Vec<(String, u32)> = self
+            .enis
+            .iter_mut()
+            .filter_map(|(id, m)| m.gone.take().map(|old| (id.clone(), old)))
+            .collect();
+        for (id, old) in vanished {
+            let Some(plan) = self.enis.get(&id).map(|m| m.plan.clone()) else {
                 continue;
             };
-            if let Some(old) = m.gone.take() {
-                let plan = m.plan.clone();
-                let cleanup = match self.reconciler.cleanup(&plan, None).await {
-                    Ok(ops) => ops,
-                    Err(e) => {
-                        tracing::warn!(eni = %id, "cleanup after the link vanished: {e}");
-                        e.ops
-                    }
-                };
-                tracing::info!(eni = %id, ifindex = old, "the ENI's NIC is gone; configuration ended");
-                self.emit(ConvergeEvent::LinkGone {
-                    eni_id: id.clone(),
-                    ifindex: old,
-                    cleanup,
-                });
-            }
-            let Some(m) = self.enis.get_mut(&id) else {
-                continue;
+            let cleanup = match self.reconciler.cleanup(&plan, None).await {
+                Ok(ops) => ops,
+                Err(e) => {
+                    tracing::warn!(eni = %id, "cleanup after the link vanished: {e}");
+                    e.ops
+                }
             };
+            tracing::info!(eni = %id, ifindex = old, "the ENI's NIC is gone; configuration ended");
+            self.emit(ConvergeEvent::LinkGone {
+                eni_id: id,
+                ifindex: old,
+                cleanup,
+            });
+        }
+
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        for (id, m) in &mut self.enis {
             let (Some(ix), true) = (m.ifindex, m.dirty) else {
                 continue;
             };
-            let wait = m.not_before.map_or(Duration::ZERO, |t| {
-                t.saturating_duration_since(Instant::now())
-            });
+            let wait = m
+                .not_before
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
             if !wait.is_zero() {
                 retry = Some(retry.map_or(wait, |r| r.min(wait)));
                 continue;
             }
             m.dirty = false;
-            let plan = m.plan.clone();
-            match self.reconciler.apply(&plan, ix).await {
-                Ok(report) => {
-                    if let Some(m) = self.enis.get_mut(&id) {
-                        m.failures = 0;
-                        m.not_before = None;
-                        m.last_error = None;
-                    }
-                    if !report.ops.is_empty() {
-                        tracing::info!(eni = %id, ifindex = ix, ops = report.ops.len(), "converged");
-                    }
-                    self.emit(ConvergeEvent::Converged {
-                        eni_id: id.clone(),
-                        ifindex: ix,
-                        ops: report.ops,
-                        warnings: report.warnings,
-                    });
-                }
-                Err(ApplyError::LinkGone { .. }) => {
-                    if let Some(m) = self.enis.get_mut(&id) {
-                        m.ifindex = None;
-                        m.gone = Some(ix);
-                    }
-                    retry = Some(Duration::ZERO);
-                }
-                Err(e) => {
-                    let failures = self.enis.get(&id).map_or(0, |m| m.failures);
-                    let renamed = matches!(e, ApplyError::Renamed { .. });
-                    // After a rename the new name arrives with the next link event.
-                    let delay = if renamed {
-                        Duration::from_millis(50)
-                    } else {
-                        backoff(self.cfg.retry_delay, failures)
-                    };
-                    tracing::warn!(eni = %id, ifindex = ix, "apply failed: {e}; retrying in {delay:?}");
-                    self.emit(ConvergeEvent::Failed {
-                        eni_id: id.clone(),
-                        ifindex: ix,
-                        error: e.to_string(),
-                    });
-                    if let Some(m) = self.enis.get_mut(&id) {
-                        m.dirty = true;
-                        if !renamed {
-                            m.failures = m.failures.saturating_add(1);
-                        }
-                        m.not_before = Some(Instant::now() + delay);
-                        m.last_error = Some(e.to_string());
-                    }
-                    retry = Some(retry.map_or(delay, |r| r.min(delay)));
-                }
+            ready.push((id.clone(), m.plan.clone(), ix));
+        }
+        let reconciler = &self.reconciler;
+        let results = futures_util::future::join_all(
+            ready
+                .iter()
+                .map(|(_, plan, ix)| reconciler.apply(plan, *ix)),
+        )
+        .await;
+        for ((id, _, ix), result) in ready.into_iter().zip(results) {
+            if let Some(delay) = self.applied(id, ix, result) {
+                retry = Some(retry.map_or(delay, |r| r.min(delay)));
             }
         }
         retry
+    }
+
+    /// Records the outcome of one apply; returns when to retry a failure.
+    fn applied(
+        &mut self,
+        id: String,
+        ix: u32,
+        result: Result<super::ApplyReport, ApplyError>,
+    ) -> Option<Duration> {
+        match result {
+            Ok(report) => {
+                if let Some(m) = self.enis.get_mut(&id) {
+                    m.failures = 0;
+                    m.not_before = None;
+                    m.last_error = None;
+                }
+                if !report.ops.is_empty() {
+                    tracing::info!(eni = %id, ifindex = ix, ops = report.ops.len(), "converged");
+                }
+                self.emit(ConvergeEvent::Converged {
+                    eni_id: id,
+                    ifindex: ix,
+                    ops: report.ops,
+                    warnings: report.warnings,
+                });
+                None
+            }
+            Err(ApplyError::LinkGone { .. }) => {
+                if let Some(m) = self.enis.get_mut(&id) {
+                    m.ifindex = None;
+                    m.gone = Some(ix);
+                }
+                Some(Duration::ZERO)
+            }
+            Err(e) => {
+                let failures = self.enis.get(&id).map_or(0, |m| m.failures);
+                let renamed = matches!(e, ApplyError::Renamed { .. });
+                // After a rename the new name arrives with the next link event.
+                let delay = if renamed {
+                    Duration::from_millis(50)
+                } else {
+                    backoff(self.cfg.retry_delay, failures)
+                };
+                tracing::warn!(eni = %id, ifindex = ix, "apply failed: {e}; retrying in {delay:?}");
+                if let Some(m) = self.enis.get_mut(&id) {
+                    m.dirty = true;
+                    if !renamed {
+                        m.failures = m.failures.saturating_add(1);
+                    }
+                    m.not_before = Some(Instant::now() + delay);
+                    m.last_error = Some(e.to_string());
+                }
+                self.emit(ConvergeEvent::Failed {
+                    eni_id: id,
+                    ifindex: ix,
+                    error: e.to_string(),
+                });
+                Some(delay)
+            }
+        }
     }
 
     async fn command(&mut self, cmd: Command) {

@@ -17,11 +17,15 @@ mod diff_tests;
 mod observe;
 mod ops;
 
+use std::sync::Arc;
+
 use rtnetlink::Handle;
+use tokio::sync::Mutex;
 
 use crate::ethtool::{self, EthtoolError};
 use crate::netlink::{
-    self, NetlinkError, addr_del, addr_list, route_del, route_list, rule_del, rule_list,
+    self, Batcher, NetlinkError, Request, addr_del, addr_list, route_del, route_list, rule_del,
+    rule_list,
 };
 use crate::plan::{AddressSpec, Plan, TABLE_MAIN};
 use crate::sysctl::{Sysctl, SysctlError};
@@ -30,6 +34,7 @@ pub use converger::{
     ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, EniStatus,
 };
 pub use diff::{Foreign, Observed, diff, rules_in_the_way};
+use ops::stages;
 pub use ops::{Op, OpCmd};
 
 /// Applying a plan failed; what was sent before the failure stays.
@@ -98,17 +103,28 @@ pub struct CleanupError {
 pub struct Reconciler {
     handle: Handle,
     sysctl: Sysctl,
+    /// The socket for batched changes.
+    batcher: Arc<Batcher>,
+    /// One dump at a time: the kernel answers a second dump on the same
+    /// socket with EBUSY while the first is still running.
+    dumping: Arc<Mutex<()>>,
 }
 
 impl Reconciler {
-    /// A reconciler on `handle`, writing sysctls through `sysctl`.
-    pub fn new(handle: Handle, sysctl: Sysctl) -> Self {
-        Self { handle, sysctl }
+    /// A reconciler on `handle` (dumps and link changes) and a socket of its
+    /// own for batched changes, writing sysctls through `sysctl`.
+    pub fn new(handle: Handle, sysctl: Sysctl) -> Result<Self, NetlinkError> {
+        Ok(Self {
+            handle,
+            sysctl,
+            batcher: Arc::new(Batcher::new()?),
+            dumping: Arc::new(Mutex::new(())),
+        })
     }
 
-    /// Opens its own netlink socket (on the current runtime) and uses `/proc/sys`.
+    /// Opens its own netlink sockets (on the current runtime) and uses `/proc/sys`.
     pub fn connect() -> Result<Self, NetlinkError> {
-        Ok(Self::new(netlink::connect()?, Sysctl::default()))
+        Self::new(netlink::connect()?, Sysctl::default())
     }
 
     /// The netlink handle (for callers that dump state themselves).
@@ -118,6 +134,7 @@ impl Reconciler {
 
     /// Reads the kernel state `plan` is about, on link `index`.
     pub async fn observe(&self, plan: &Plan, index: u32) -> Result<Observed, ApplyError> {
+        let _dumping = self.dumping.lock().await;
         observe::observe(&self.handle, &self.sysctl, plan, index).await
     }
 
@@ -138,31 +155,72 @@ impl Reconciler {
                 "{name}: the driver reports no channels (ethtool -l unsupported); queue count {q} not applied"
             ));
         }
-        for op in &ops {
-            let cmd = OpCmd(op, &name).to_string();
-            tracing::debug!(eni = %plan.eni_id, ifindex = index, "{cmd}");
-            self.execute(op, index, &name).await.map_err(|e| match e {
-                ApplyError::Sysctl(s) if s.is_not_found() => ApplyError::Renamed {
-                    index,
-                    name: name.clone(),
-                },
-                ApplyError::Ethtool(t) if t.is_no_device() => ApplyError::Renamed {
-                    index,
-                    name: name.clone(),
-                },
-                other => other,
-            })?;
-            if let Op::SetChannels {
-                clamped_to: Some(max),
-                ..
-            } = op
-            {
-                report.warnings.push(format!(
-                    "{name}: wanted {} queues, the driver allows at most {max}; set {max}",
-                    plan.queues.unwrap_or(0)
-                ));
+        let mut failure = None;
+        for (stage, group) in stages(&ops) {
+            let results = if stage.sequential() {
+                let mut out = Vec::with_capacity(group.len());
+                for op in &group {
+                    out.push(self.execute(op, index, &name).await);
+                }
+                out
+            } else {
+                // Independent requests: one datagram, one acknowledgement.
+                let requests: Vec<Request<'_>> =
+                    group.iter().filter_map(|op| op.request(index)).collect();
+                let outcomes = self
+                    .batcher
+                    .send(&requests)
+                    .await
+                    .map_err(NetlinkError::from)?;
+                requests
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(req, outcome)| match (req, outcome) {
+                        // The kernel compares every field, our protocol
+                        // included: an identical rule of ours exists (another
+                        // ENI's apply added the shared main rule a moment
+                        // ago). That is the wanted state.
+                        (Request::AddRule(_), Err(e)) if e.errno() == Some(nix::libc::EEXIST) => {
+                            Ok(())
+                        }
+                        (_, outcome) => outcome.map_err(ApplyError::from),
+                    })
+                    .collect()
+            };
+            for (op, result) in group.iter().zip(results) {
+                let cmd = OpCmd(op, &name).to_string();
+                if let Err(e) = result {
+                    failure.get_or_insert(e);
+                    continue;
+                }
+                tracing::debug!(eni = %plan.eni_id, ifindex = index, "{cmd}");
+                if let Op::SetChannels {
+                    clamped_to: Some(max),
+                    ..
+                } = op
+                {
+                    report.warnings.push(format!(
+                        "{name}: wanted {} queues, the driver allows at most {max}; set {max}",
+                        plan.queues.unwrap_or(0)
+                    ));
+                }
+                report.ops.push(cmd);
             }
-            report.ops.push(cmd);
+            // A later stage depends on this one (routes need addresses and
+            // their subnet route): stop at the first failed stage.
+            if let Some(e) = failure {
+                return Err(match e {
+                    ApplyError::Sysctl(s) if s.is_not_found() => ApplyError::Renamed {
+                        index,
+                        name: name.clone(),
+                    },
+                    ApplyError::Ethtool(t) if t.is_no_device() => ApplyError::Renamed {
+                        index,
+                        name: name.clone(),
+                    },
+                    other => other,
+                });
+            }
         }
         // Only when something changed: a converged NIC stays quiet.
         if !report.ops.is_empty() {

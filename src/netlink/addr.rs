@@ -26,6 +26,11 @@ pub struct Addr {
 }
 
 impl Addr {
+    /// The message as dumped, to address this object in a request.
+    pub(crate) fn message(&self) -> &AddressMessage {
+        &self.message
+    }
+
     /// Parses an address message; `None` if it has no address.
     pub fn from_message(m: &AddressMessage) -> Option<Self> {
         let mut local = None;

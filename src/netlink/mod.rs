@@ -6,6 +6,8 @@
 //! Nothing here decides *what* to change: that is `crate::apply`.
 
 mod addr;
+mod batch;
+mod filter;
 mod link;
 mod route;
 mod rule;
@@ -15,17 +17,15 @@ use futures_util::TryStreamExt;
 use rtnetlink::Handle;
 
 pub use crate::plan::ROUTE_PROTOCOL;
-#[cfg(test)]
 pub(crate) use addr::addr_message;
 pub use addr::{Addr, addr_add, addr_del, addr_list};
+pub use batch::{BatchError, Batcher, Request};
 pub use link::{Link, link_list, link_set_mtu, link_set_up, link_show};
-#[cfg(test)]
 pub(crate) use route::route_message;
 pub use route::{Route, route_add, route_del, route_list, route_list_table, route_replace};
-#[cfg(test)]
 pub(crate) use rule::rule_message;
 pub use rule::{Rule, rule_add, rule_del, rule_list};
-pub use watch::{Event, EventStream, subscribe};
+pub use watch::{Event, EventStream, Interest, subscribe};
 
 /// A netlink operation failed.
 #[derive(Debug, thiserror::Error)]

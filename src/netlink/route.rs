@@ -35,6 +35,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// The message as dumped, to address this object in a request.
+    pub(crate) fn message(&self) -> &RouteMessage {
+        &self.message
+    }
+
     /// Parses a route message; `None` for non-unicast, multipath or cloned routes.
     pub fn from_message(m: &RouteMessage) -> Option<Self> {
         if m.header.kind != RouteType::Unicast || m.header.flags.contains(RouteFlags::Cloned) {

@@ -37,6 +37,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The message as dumped, to address this object in a request.
+    pub(crate) fn message(&self) -> &RuleMessage {
+        &self.message
+    }
+
     /// Parses a rule message.
     pub fn from_message(m: &RuleMessage) -> Self {
         let mut r = Rule {

@@ -4,6 +4,11 @@
 //! BEFORE dumping, so that nothing that happens between the dump and the
 //! first event is missed. A receive-buffer overflow (ENOBUFS: events were
 //! lost) comes out as [`Event::Overrun`], which means "resync everything".
+//!
+//! With [`Interest::Removals`] a socket filter drops the notifications of
+//! added addresses, routes and rules in the kernel: the converger reacts only
+//! to links and removals, and its own applies would otherwise echo hundreds of
+//! additions back to it, each woken for and parsed.
 
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
@@ -12,7 +17,7 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 
-use super::{Addr, Link, NetlinkError, Route, Rule};
+use super::{Addr, Link, NetlinkError, Route, Rule, filter};
 
 /// One kernel notification, parsed.
 #[derive(Debug, Clone)]
@@ -50,6 +55,17 @@ const GROUPS: &[MulticastGroup] = &[
     MulticastGroup::Ipv6Rule,
 ];
 
+/// Which notifications reach user space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Every notification of the groups.
+    Everything,
+    /// Links (added, changed, removed) and removed addresses, routes and
+    /// rules; additions of addresses, routes and rules are filtered out in
+    /// the kernel.
+    Removals,
+}
+
 /// The stream of parsed events.
 pub struct EventStream {
     rx: BoxStream<'static, (NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
@@ -64,17 +80,20 @@ impl std::fmt::Debug for EventStream {
 /// Joins the link, address, route and rule groups and spawns the socket's
 /// connection task. `rcvbuf` sets `SO_RCVBUF` (tests use a tiny one to force
 /// an overrun).
-pub fn subscribe(rcvbuf: Option<usize>) -> Result<EventStream, NetlinkError> {
+pub fn subscribe(rcvbuf: Option<usize>, interest: Interest) -> Result<EventStream, NetlinkError> {
     let (mut conn, _handle, rx) =
         rtnetlink::new_multicast_connection(GROUPS).map_err(NetlinkError::Socket)?;
+    let socket = conn.socket_mut().socket_mut();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(socket);
+    // SAFETY: `raw` belongs to `socket`, which outlives this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+    if interest == Interest::Removals {
+        filter::drop_additions(&fd).map_err(NetlinkError::Socket)?;
+    }
     if let Some(size) = rcvbuf {
-        let socket = conn.socket_mut().socket_mut();
         // SO_RCVBUFFORCE passes net.core.rmem_max (root / CAP_NET_ADMIN, which
         // the agent has); without the privilege fall back to SO_RCVBUF, which
         // the kernel caps at rmem_max.
-        let raw = std::os::fd::AsRawFd::as_raw_fd(socket);
-        // SAFETY: `raw` belongs to `socket`, which outlives this borrow.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
         if nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBufForce, &size).is_err()
         {
             socket.set_rx_buf_sz(size).map_err(NetlinkError::Socket)?;
