@@ -35,6 +35,15 @@ fn netns_full_configuration_idempotence_and_cleanup() {
                 .await
                 .expect("filtered dump");
             assert_eq!(v4.len(), 2, "{v4:#?}");
+            let v6 = netlink::route_list_table(&h, true, TABLE, None)
+                .await
+                .expect("filtered dump");
+            // One AF_UNSPEC dump returns both families, filtered the same way.
+            let both = netlink::route_list_table_both(&h, TABLE, None)
+                .await
+                .expect("dump");
+            assert!(!v6.is_empty());
+            assert_eq!(both.len(), v4.len() + v6.len(), "{both:#?}");
             let main_v6 = netlink::route_list_table(&h, true, TABLE_MAIN, Some(ix))
                 .await
                 .expect("dump");

@@ -414,7 +414,12 @@ impl Converger {
             }
             Event::NewLink(l) => {
                 if let Some(m) = self.enis.values_mut().find(|m| m.ifindex == Some(l.index)) {
-                    m.dirty = true;
+                    // Only what an apply changes on the link: down, or the
+                    // wrong MTU. Other link events (the kernel announcing its
+                    // own address work, renames) need no re-apply.
+                    if !l.up || m.plan.mtu.is_some_and(|mtu| l.mtu != Some(mtu)) {
+                        m.dirty = true;
+                    }
                 } else if let Some(id) = self
                     .enis
                     .iter()
@@ -482,8 +487,8 @@ impl Converger {
     }
 
     /// Cleans up after vanished links, then applies every dirty ENI, all of
-    /// them at once (their requests share the socket, pipelined). Returns a
-    /// retry delay if something failed.
+    /// them at once (one read of the kernel, their changes batched). Returns
+    /// a retry delay if something failed.
     async fn converge_dirty(&mut self) -> Option<Duration> {
         let mut retry: Option<Duration> = None;
         let vanished: Vec<(String, u32)> = self
@@ -526,13 +531,8 @@ impl Converger {
             m.dirty = false;
             ready.push((id.clone(), m.plan.clone(), ix));
         }
-        let reconciler = &self.reconciler;
-        let results = futures_util::future::join_all(
-            ready
-                .iter()
-                .map(|(_, plan, ix)| reconciler.apply(plan, *ix)),
-        )
-        .await;
+        let targets: Vec<(&Plan, u32)> = ready.iter().map(|(_, plan, ix)| (plan, *ix)).collect();
+        let results = self.reconciler.apply_many(&targets).await;
         for ((id, _, ix), result) in ready.into_iter().zip(results) {
             if let Some(delay) = self.applied(id, ix, result) {
                 retry = Some(retry.map_or(delay, |r| r.min(delay)));

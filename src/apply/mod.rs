@@ -135,12 +135,59 @@ impl Reconciler {
     /// Reads the kernel state `plan` is about, on link `index`.
     pub async fn observe(&self, plan: &Plan, index: u32) -> Result<Observed, ApplyError> {
         let _dumping = self.dumping.lock().await;
-        observe::observe(&self.handle, &self.sysctl, plan, index).await
+        let rules = observe::all_rules(&self.handle).await?;
+        observe::observe(&self.handle, &self.sysctl, plan, index, &rules).await
     }
 
     /// Converges link `index` to `plan`, sending only what differs.
     pub async fn apply(&self, plan: &Plan, index: u32) -> Result<ApplyReport, ApplyError> {
-        let obs = self.observe(plan, index).await?;
+        let mut reports = self.apply_many(&[(plan, index)]).await;
+        reports.pop().unwrap_or(Ok(ApplyReport::default()))
+    }
+
+    /// Converges several links at once: the kernel is read once for all of
+    /// them (one rule dump however many ENIs), then their changes go out
+    /// concurrently. One result per target, in order.
+    pub async fn apply_many(
+        &self,
+        targets: &[(&Plan, u32)],
+    ) -> Vec<Result<ApplyReport, ApplyError>> {
+        let mut observed = Vec::with_capacity(targets.len());
+        {
+            let _dumping = self.dumping.lock().await;
+            match observe::all_rules(&self.handle).await {
+                Ok(rules) => {
+                    for (plan, index) in targets {
+                        let obs =
+                            observe::observe(&self.handle, &self.sysctl, plan, *index, &rules)
+                                .await;
+                        observed.push(obs);
+                    }
+                }
+                Err(e) => {
+                    return targets
+                        .iter()
+                        .map(|_| Err(ApplyError::Netlink(e.duplicate())))
+                        .collect();
+                }
+            }
+        }
+        futures_util::future::join_all(
+            targets
+                .iter()
+                .zip(observed)
+                .map(|((plan, index), obs)| async move { self.converge(plan, *index, obs?).await }),
+        )
+        .await
+    }
+
+    /// Sends what `obs` lacks of `plan`.
+    async fn converge(
+        &self,
+        plan: &Plan,
+        index: u32,
+        obs: Observed,
+    ) -> Result<ApplyReport, ApplyError> {
         let ops = diff(plan, &obs).map_err(|Foreign(foreign)| ApplyError::TableInUse {
             table: plan.table,
             foreign,

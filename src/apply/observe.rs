@@ -4,32 +4,43 @@
 use rtnetlink::Handle;
 
 use crate::ethtool::{self, EthtoolError};
-use crate::netlink::{addr_list, link_show, route_list_table, rule_list};
+use crate::netlink::{NetlinkError, Rule, addr_list, link_show, route_list_table_both, rule_list};
 use crate::plan::{Plan, SysctlKey, TABLE_MAIN};
 use crate::sysctl::Sysctl;
 
 use super::ApplyError;
 use super::diff::Observed;
 
-/// Dumps everything `diff` needs for `plan` on ifindex `index`.
+/// Every rule of both families: one dump shared by the ENIs of a pass.
+pub(super) async fn all_rules(handle: &Handle) -> Result<Vec<Rule>, NetlinkError> {
+    let mut rules = rule_list(handle, false).await?;
+    rules.extend(rule_list(handle, true).await?);
+    Ok(rules)
+}
+
+/// Dumps everything `diff` needs for `plan` on ifindex `index`; `rules` is
+/// [`all_rules`], of which the plan's keeps what concerns it.
 pub(super) async fn observe(
     handle: &Handle,
     sysctl: &Sysctl,
     plan: &Plan,
     index: u32,
+    rules: &[Rule],
 ) -> Result<Observed, ApplyError> {
     let link = link_show(handle, index)
         .await?
         .ok_or(ApplyError::LinkGone { index })?;
     let addrs = addr_list(handle, index).await?;
     // Only the ENI's table and main's routes through the NIC matter.
-    let mut routes = Vec::new();
-    for v6 in [false, true] {
-        routes.extend(route_list_table(handle, v6, plan.table, None).await?);
-        routes.extend(route_list_table(handle, v6, TABLE_MAIN, Some(index)).await?);
-    }
-    let mut rules = rule_list(handle, false).await?;
-    rules.extend(rule_list(handle, true).await?);
+    let mut routes = route_list_table_both(handle, plan.table, None).await?;
+    routes.extend(route_list_table_both(handle, TABLE_MAIN, Some(index)).await?);
+    // Other ENIs' rules are none of this plan's business: keep its table's,
+    // main's (the shared rule) and everything not ours (what is in the way).
+    let rules = rules
+        .iter()
+        .filter(|r| !r.is_ours() || r.table == plan.table || r.table == TABLE_MAIN)
+        .cloned()
+        .collect();
 
     let mut sysctls = Vec::with_capacity(plan.sysctls.len());
     for spec in &plan.sysctls {

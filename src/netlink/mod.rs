@@ -22,7 +22,9 @@ pub use addr::{Addr, addr_add, addr_del, addr_list};
 pub use batch::{BatchError, Batcher, Request};
 pub use link::{Link, link_list, link_set_mtu, link_set_up, link_show};
 pub(crate) use route::route_message;
-pub use route::{Route, route_add, route_del, route_list, route_list_table, route_replace};
+pub use route::{
+    Route, route_add, route_del, route_list, route_list_table, route_list_table_both, route_replace,
+};
 pub(crate) use rule::rule_message;
 pub use rule::{Rule, rule_add, rule_del, rule_list};
 pub use watch::{Event, EventStream, Interest, subscribe};
@@ -51,6 +53,18 @@ impl NetlinkError {
         match self {
             Self::Request { errno, .. } => *errno,
             Self::Socket(e) => e.raw_os_error(),
+        }
+    }
+
+    /// The same error again (for reporting one failure to several callers).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::Socket(e) => Self::Socket(std::io::Error::new(e.kind(), e.to_string())),
+            Self::Request { cmd, errno, detail } => Self::Request {
+                cmd: cmd.clone(),
+                errno: *errno,
+                detail: detail.clone(),
+            },
         }
     }
 

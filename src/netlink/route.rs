@@ -166,6 +166,32 @@ pub async fn route_list_table(
         .collect())
 }
 
+/// `ip route show table <table> [dev <oif>]` for IPv4 and IPv6 in one dump
+/// (`AF_UNSPEC`: the kernel runs each family's filtered dump in turn).
+pub async fn route_list_table_both(
+    handle: &Handle,
+    table: u32,
+    oif: Option<u32>,
+) -> Result<Vec<Route>, NetlinkError> {
+    let mut cmd = format!("ip -4 route show table {table}; ip -6 route show table {table}");
+    let mut req = RouteMessage::default();
+    req.attributes.push(RouteAttribute::Table(table));
+    if let Some(oif) = oif {
+        req.attributes.push(RouteAttribute::Oif(oif));
+        cmd.push_str(&format!(" dev {}", dev(oif)));
+    }
+    let msgs = match collect(&cmd, handle.route().get(req).execute()).await {
+        Ok(m) => m,
+        Err(e) if e.errno() == Some(nix::libc::ENOENT) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(msgs
+        .iter()
+        .filter_map(Route::from_message)
+        .filter(|r| r.table == table && oif.is_none_or(|o| r.oif == Some(o)))
+        .collect())
+}
+
 /// A dump request with an all-zero header: under strict checking every
 /// non-zero header field is a filter (the builder's defaults would filter
 /// on table main and protocol static).
