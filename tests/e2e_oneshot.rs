@@ -197,6 +197,63 @@ fn detach_leaves_the_other_eni_alone() {
     env.assert_eni1_configured(&dev1, table1);
 }
 
+/// cloud-init may attach several ENIs at once: a second one-shot waits for
+/// the first one's lock instead of failing, and both ENIs end configured.
+/// A one-shot never waits for a running daemon.
+#[test]
+fn parallel_one_shots_take_turns() {
+    let Some(env) = Env::new("parallel_one_shots") else {
+        return;
+    };
+    env.write_config("", &[]);
+    let a = env.spawn(&["attach", ENI1, "--timeout", "30s"], &[]);
+    let b = env.spawn(&["attach", ENI2, "--timeout", "30s"], &[]);
+    let (a, b) = (
+        env.wait(&a, Duration::from_secs(40)),
+        env.wait(&b, Duration::from_secs(40)),
+    );
+    a.expect_code(0, "first attach");
+    b.expect_code(0, "second attach");
+    assert!(
+        format!("{}{}", a.stderr, b.stderr).contains("waiting for it"),
+        "one of them waited for the other's lock:\n{}\n{}",
+        a.stderr,
+        b.stderr
+    );
+    assert!(env.link_with_mac("00:16:3e:10:00:02").is_some());
+    for eni in [ENI1, ENI2] {
+        assert_eq!(
+            env.record(eni).expect("record")["progress"],
+            "configured",
+            "{eni}"
+        );
+    }
+
+    let daemon = env.spawn(&["run"], &[]);
+    assert!(
+        wait_for(Duration::from_secs(20), || env.path("state").exists()
+            && std::fs::read_to_string(env.state_dir().join("lock"))
+                .is_ok_and(|s| s.contains("daemon"))),
+        "the daemon took the lock"
+    );
+    let started = std::time::Instant::now();
+    let out = env.run(
+        &["detach", ENI2, "--timeout", "30s"],
+        Duration::from_secs(40),
+    );
+    out.expect_code(1, "detach while the daemon runs");
+    assert!(
+        out.stderr.contains("another eni-agent holds"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait"
+    );
+    env.kill9(&daemon);
+}
+
 /// Each permanent error: exit 1 with its explanation; bad usage: 64.
 #[test]
 fn permanent_errors_are_explained() {

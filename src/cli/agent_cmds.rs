@@ -69,7 +69,10 @@ pub async fn attach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
         config.agent.attach_timeout = t;
     }
     let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
-    let _lock = store.lock().map_err(Failure::permanent)?;
+    let _lock = store
+        .lock_one_shot(config.agent.attach_timeout)
+        .await
+        .map_err(Failure::permanent)?;
     let entry = config.entry_for(eni_id);
     let (ctx, _stop) = context(&config).await?;
     match worker::bring_up(&ctx, &entry, eni_id).await {
@@ -97,7 +100,10 @@ pub async fn detach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
     let config = load_config(cli).map_err(Failure::permanent)?;
     let timeout = timeout.unwrap_or(config.agent.attach_timeout);
     let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
-    let _lock = store.lock().map_err(Failure::permanent)?;
+    let _lock = store
+        .lock_one_shot(timeout)
+        .await
+        .map_err(Failure::permanent)?;
     let (ctx, _stop) = context(&config).await?;
     let t = tokio::time::timeout(timeout, teardown::teardown(&ctx, eni_id))
         .await

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use atomic::write_atomic;
-pub use lock::StateLock;
+pub use lock::{Role as LockRole, StateLock};
 
 use crate::agent::Mark;
 
@@ -247,9 +247,15 @@ impl StateStore {
         }
     }
 
-    /// Takes the agent lock for this directory.
+    /// Takes the agent lock for this directory (the daemon: for good).
     pub fn lock(&self) -> Result<StateLock, StateError> {
-        StateLock::acquire(&self.dir.join("lock"))
+        StateLock::acquire(&self.dir.join("lock"), LockRole::Daemon)
+    }
+
+    /// Takes the lock for a one-shot, waiting up to `wait` while another
+    /// one-shot holds it (never for a running daemon).
+    pub async fn lock_one_shot(&self, wait: std::time::Duration) -> Result<StateLock, StateError> {
+        StateLock::acquire_waiting(&self.dir.join("lock"), LockRole::OneShot, wait).await
     }
 }
 
