@@ -83,6 +83,11 @@ fn the_daemon_wins_a_tug_of_war_with_bounded_cpu_and_reports_it() {
         warnings as u64 <= seconds / 60 + 1,
         "the warning is rate-limited to one a minute, got {warnings} in {seconds} s"
     );
+    eprintln!(
+        "tug-of-war: {seconds} s, {deletions} deletions, {repairs} repairs recorded, \
+         daemon CPU {cpu:.2} s ({:.1} % of one core), {warnings} warning(s)",
+        100.0 * cpu / seconds as f64
+    );
     let status = env.run(&["status"], Duration::from_secs(10));
     assert!(
         status.stdout.contains("drift repairs"),
