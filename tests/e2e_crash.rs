@@ -200,13 +200,15 @@ fn daemon_killed_during_attach_converges_on_restart() {
 }
 
 /// kill -9 at random points of attach and detach, several rounds: every
-/// restart converges, one Attach per round, nothing left after each detach.
+/// restart converges, one Attach per round, nothing left after each detach,
+/// nothing foreign touched.
 #[test]
 fn random_kill_points_converge() {
     let Some(env) = Env::new("random_kill_points") else {
         return;
     };
     env.write_config("", &[]);
+    let foreign = env.seed_foreign();
     env.patch_settings(&json!({"timing": {"attach_delay_ms": 600, "detach_delay_ms": 500, "metadata_lag_ms": 300}}));
     for round in 0..chaos_rounds(4) {
         env.control("DELETE", "/calls", None);
@@ -236,6 +238,7 @@ fn random_kill_points_converge() {
         env.assert_nothing_left(TABLE);
         assert!(env.record(ENI1).is_none(), "round {round}: record removed");
         assert_single_attach(&env, ENI1);
+        env.assert_foreign_intact(&foreign, &format!("round {round}"));
     }
 }
 
@@ -272,13 +275,14 @@ fn oneshot_killed_during_a_takeover() {
 
 /// The daemon killed -9 at random points while bringing up two ENIs, then
 /// restarted: both converge, each attached once; a final detach leaves
-/// nothing behind.
+/// nothing behind, and nothing foreign is touched.
 #[test]
 fn daemon_random_kill_points_converge() {
     let Some(env) = Env::new("daemon_random_kills") else {
         return;
     };
     env.write_config("", &[Env::eni(ENI1), Env::eni(ENI2)]);
+    let foreign = env.seed_foreign();
     env.patch_settings(&json!({"timing": {"attach_delay_ms": 700, "metadata_lag_ms": 300}}));
     for round in 0..chaos_rounds(3) {
         env.control("DELETE", "/calls", None);
@@ -309,6 +313,7 @@ fn daemon_random_kill_points_converge() {
             env.status().as_array().is_some_and(|a| a.is_empty()),
             "round {round}: no records left"
         );
+        env.assert_foreign_intact(&foreign, &format!("round {round}"));
     }
 }
 

@@ -604,6 +604,84 @@ impl Env {
         );
     }
 
+    /// Seeds objects that are not eni-agent's: a rule between the agent's
+    /// priorities, routes in main and in a table of their own, an address on
+    /// `lo`. Returns their snapshot for [`Env::assert_foreign_intact`].
+    pub fn seed_foreign(&self) -> Vec<String> {
+        self.ip(&[
+            "rule",
+            "add",
+            "from",
+            "192.0.2.77",
+            "lookup",
+            "77",
+            "pref",
+            "20250",
+        ]);
+        self.ip(&[
+            "-6",
+            "rule",
+            "add",
+            "from",
+            "2001:db8:77::1",
+            "lookup",
+            "77",
+            "pref",
+            "20250",
+        ]);
+        self.ip(&[
+            "route",
+            "add",
+            "unreachable",
+            "198.51.100.0/24",
+            "table",
+            "77",
+        ]);
+        self.ip(&[
+            "route",
+            "add",
+            "unreachable",
+            "203.0.113.0/24",
+            "proto",
+            "static",
+        ]);
+        self.ip(&["address", "add", "192.0.2.77/32", "dev", "lo"]);
+        self.foreign_snapshot()
+    }
+
+    /// Everything not eni-agent's that [`Env::seed_foreign`] put there.
+    pub fn foreign_snapshot(&self) -> Vec<String> {
+        let norm = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut v: Vec<String> = self
+            .rules()
+            .lines()
+            .filter(|l| !l.contains("proto 237"))
+            .map(norm)
+            .collect();
+        v.extend(self.table_routes(77));
+        v.extend(
+            self.ip(&["route", "show", "proto", "static"])
+                .lines()
+                .map(norm),
+        );
+        v.extend(
+            self.ip(&["-o", "address", "show", "dev", "lo"])
+                .lines()
+                .map(norm),
+        );
+        v.sort();
+        v
+    }
+
+    /// Panics unless the foreign objects are exactly as seeded.
+    pub fn assert_foreign_intact(&self, seeded: &[String], when: &str) {
+        assert_eq!(
+            self.foreign_snapshot(),
+            seeded,
+            "{when}: objects eni-agent does not own changed"
+        );
+    }
+
     // ---- the emulator's control API --------------------------------------
 
     /// An HTTP request to the control API (in the namespace): (status, JSON).
