@@ -146,24 +146,8 @@ pub async fn route_list_table(
     oif: Option<u32>,
 ) -> Result<Vec<Route>, NetlinkError> {
     let six = if ipv6 { "-6 " } else { "" };
-    let mut cmd = format!("ip {six}route show table {table}");
-    let mut req = dump_request(ipv6);
-    req.attributes.push(RouteAttribute::Table(table));
-    if let Some(oif) = oif {
-        req.attributes.push(RouteAttribute::Oif(oif));
-        cmd.push_str(&format!(" dev {}", dev(oif)));
-    }
-    let msgs = match collect(&cmd, handle.route().get(req).execute()).await {
-        Ok(m) => m,
-        // "FIB table does not exist": nothing was ever added to it.
-        Err(e) if e.errno() == Some(nix::libc::ENOENT) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    Ok(msgs
-        .iter()
-        .filter_map(Route::from_message)
-        .filter(|r| r.table == table && oif.is_none_or(|o| r.oif == Some(o)))
-        .collect())
+    let cmd = format!("ip {six}route show table {table}");
+    table_dump(handle, cmd, dump_request(ipv6), table, oif).await
 }
 
 /// `ip route show table <table> [dev <oif>]` for IPv4 and IPv6 in one dump
@@ -173,8 +157,18 @@ pub async fn route_list_table_both(
     table: u32,
     oif: Option<u32>,
 ) -> Result<Vec<Route>, NetlinkError> {
-    let mut cmd = format!("ip -4 route show table {table}; ip -6 route show table {table}");
-    let mut req = RouteMessage::default();
+    let cmd = format!("ip -4 route show table {table}; ip -6 route show table {table}");
+    table_dump(handle, cmd, RouteMessage::default(), table, oif).await
+}
+
+/// Dumps `req` filtered on `table` (and `oif`), in the kernel and here.
+async fn table_dump(
+    handle: &Handle,
+    mut cmd: String,
+    mut req: RouteMessage,
+    table: u32,
+    oif: Option<u32>,
+) -> Result<Vec<Route>, NetlinkError> {
     req.attributes.push(RouteAttribute::Table(table));
     if let Some(oif) = oif {
         req.attributes.push(RouteAttribute::Oif(oif));
@@ -182,6 +176,7 @@ pub async fn route_list_table_both(
     }
     let msgs = match collect(&cmd, handle.route().get(req).execute()).await {
         Ok(m) => m,
+        // "FIB table does not exist": nothing was ever added to it.
         Err(e) if e.errno() == Some(nix::libc::ENOENT) => Vec::new(),
         Err(e) => return Err(e),
     };
