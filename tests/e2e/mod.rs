@@ -915,6 +915,7 @@ impl Env {
                 max_attempts: 10,
                 deadline: Duration::from_secs(10),
             },
+            throttle: eni_agent::backoff::ThrottleBackoff::default(),
         };
         let credentials = CredentialProvider::Static {
             credentials: Credentials {
