@@ -258,6 +258,8 @@ fn run(
     let timeout_arg = format!("{}s", timeout.as_secs());
     let t0 = Instant::now();
     let mut agents = Agents(Vec::with_capacity(n));
+    let mut exits: Vec<Option<f64>> = Vec::with_capacity(n);
+    let mut failures = Vec::new();
     for (k, ns) in namespaces.iter().enumerate() {
         let d = dir.join(format!("agent-{k}"));
         let file = |name: &str| std::fs::File::create(d.join(name)).map_err(|e| e.to_string());
@@ -273,31 +275,18 @@ fn run(
             .spawn()
             .map_err(|e| format!("spawn eni-agent: {e}"))?;
         agents.0.push(child);
+        // Spawning takes a while: reap the early ones meanwhile.
+        exits.push(None);
+        reap(&mut agents, &mut exits, &mut failures, t0, dir);
     }
     let spawn_ms = ms(t0, Instant::now());
-    let mut exits: Vec<Option<f64>> = vec![None; n];
-    let mut failures = Vec::new();
-    let mut left = n;
-    while left > 0 {
+    while exits.iter().any(Option::is_none) {
         check_stop()?;
         if t0.elapsed() > timeout + Duration::from_secs(30) {
+            let left = exits.iter().filter(|e| e.is_none()).count();
             return Err(format!("{left} agents still running after {timeout:?}"));
         }
-        for (k, c) in agents.0.iter_mut().enumerate() {
-            if exits[k].is_some() {
-                continue;
-            }
-            if let Ok(Some(status)) = c.try_wait() {
-                exits[k] = Some(ms(t0, Instant::now()));
-                left -= 1;
-                if !status.success() {
-                    let err = std::fs::read_to_string(dir.join(format!("agent-{k}/stderr")))
-                        .unwrap_or_default();
-                    let tail: Vec<&str> = err.lines().rev().take(3).collect();
-                    failures.push(format!("agent {k}: {status}: {}", tail.join(" | ")));
-                }
-            }
-        }
+        reap(&mut agents, &mut exits, &mut failures, t0, dir);
         std::thread::sleep(Duration::from_millis(20));
     }
     let calls: serde_json::Value =
@@ -318,6 +307,31 @@ fn run(
         verified,
         spawn_ms,
     })
+}
+
+/// Records the exit time (ms after `t0`) of every agent that has exited
+/// since the last call, and the stderr tail of those that failed.
+fn reap(
+    agents: &mut Agents,
+    exits: &mut [Option<f64>],
+    failures: &mut Vec<String>,
+    t0: Instant,
+    dir: &std::path::Path,
+) {
+    for (k, c) in agents.0.iter_mut().enumerate() {
+        if exits.get(k).is_none_or(Option::is_some) {
+            continue;
+        }
+        if let Ok(Some(status)) = c.try_wait() {
+            exits[k] = Some(ms(t0, Instant::now()));
+            if !status.success() {
+                let err = std::fs::read_to_string(dir.join(format!("agent-{k}/stderr")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = err.lines().rev().take(3).collect();
+                failures.push(format!("agent {k}: {status}: {}", tail.join(" | ")));
+            }
+        }
+    }
 }
 
 /// True if the link with `mac` in `ns` carries `ip`.
