@@ -92,11 +92,6 @@ impl Hotplug {
         self.targets.contains_key(instance_id)
     }
 
-    /// The instances that have a namespace.
-    pub fn instances(&self) -> impl Iterator<Item = &str> {
-        self.targets.keys().map(String::as_str)
-    }
-
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
