@@ -21,7 +21,9 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No single wait is longer than this.
     pub max_delay: Duration,
-    /// Attempts in all, the first included (1 = never retry).
+    /// Attempts in all, the first included (1 = never retry). Attempts
+    /// refused by throttling do not count unless this is 1 (see
+    /// [`ThrottleBackoff`]).
     pub max_attempts: u32,
     /// No retry starts later than this after the first attempt.
     pub deadline: Duration,

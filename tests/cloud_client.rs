@@ -528,4 +528,21 @@ async fn throttles_use_their_own_backoff_and_only_the_deadline_bounds_them() {
         "four throttle waits of at least 60 ms each: {elapsed:?}"
     );
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // max_attempts = 1 still means "never retry", throttles included.
+    let server = Scripted::start().await;
+    server.on(
+        is_action("DescribeNetworkInterfaceAttribute"),
+        vec![Reply::new(400, error_body("Throttling.User", "REQ-T"))],
+    );
+    let retry = RetryPolicy {
+        max_attempts: 1,
+        ..fast_retry()
+    };
+    let err = client_with(&server, SignatureVersion::V3, retry, None)
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("not retried");
+    assert_eq!(err.code(), Some("Throttling.User"));
+    assert_eq!(server.log().len(), 1);
 }

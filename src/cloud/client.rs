@@ -175,7 +175,8 @@ impl EcsClient {
             };
             let delay = error.retry_after().unwrap_or(backoff);
             let elapsed = started.elapsed();
-            if attempt - throttled >= policy.max_attempts || elapsed + delay > policy.deadline {
+            let exhausted = policy.max_attempts <= 1 || attempt - throttled >= policy.max_attempts;
+            if exhausted || elapsed + delay > policy.deadline {
                 return Err(if attempt == 1 {
                     error
                 } else {
