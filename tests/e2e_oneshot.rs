@@ -357,10 +357,8 @@ fn throttling_and_5xx_storms_are_survived() {
     env.attach(ENI1).expect_code(0, "attach through the storm");
     env.assert_eni1_configured("eth1", TABLE);
     let calls = env.calls();
-    let failed = calls.iter().filter(|c| c["code"] != "Success").count();
     let kinds: std::collections::BTreeSet<&str> =
         calls.iter().filter_map(|c| c["code"].as_str()).collect();
-    assert!(failed > 0, "the storm hit some calls: {kinds:?}");
     assert_eq!(
         env.successes("AttachNetworkInterface", ENI1),
         1,
@@ -373,6 +371,13 @@ fn throttling_and_5xx_storms_are_survived() {
 
     // Detach through the same storm.
     env.detach(ENI1).expect_code(0, "detach through the storm");
+    // Checked over both: an attach is only two calls (Describe, Attach),
+    // which a storm of this rate misses entirely about once in five.
+    let calls = env.calls();
+    let failed = calls.iter().filter(|c| c["code"] != "Success").count();
+    let kinds: std::collections::BTreeSet<&str> =
+        calls.iter().filter_map(|c| c["code"].as_str()).collect();
+    assert!(failed > 0, "the storm hit some calls: {kinds:?}");
     env.assert_nothing_left(TABLE);
     assert_eq!(env.eni_state(ENI1).0, "Available");
 }
