@@ -516,6 +516,10 @@ fn main() {
     });
     println!("{json}");
     if ok < n || report.verified < n {
+        eprintln!(
+            "not every instance converged; agent and emulator logs kept in {}",
+            dir.keep().display()
+        );
         std::process::exit(1);
     }
 }

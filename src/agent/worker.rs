@@ -184,8 +184,12 @@ pub async fn bring_up(
             if let Some(rid) = &attach_request {
                 let mut link_rx = link_rx.clone();
                 let link_seen = async move {
-                    // The sender lives as long as this function: Err never comes.
-                    let _ = link_rx.wait_for(|seen| *seen).await;
+                    // Only a NIC seen confirms; a closed channel (not
+                    // expected: the sender lives in this function) leaves
+                    // it to the polls.
+                    if link_rx.wait_for(|seen| *seen).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
                 };
                 let behind_link = PollPolicy::behind_link(poll.timeout);
                 match cloud_flow::confirm_in_use(&ctx.ecs, &target, rid, behind_link, link_seen)
