@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eni_agent::backoff::RetryPolicy;
+use eni_agent::backoff::{RetryPolicy, ThrottleBackoff};
 use eni_agent::cloud::ecs::{AttachNetworkInterface, DescribeNetworkInterfaceAttribute, EniStatus};
 use eni_agent::cloud::{EcsClient, EcsOptions, SignatureVersion};
 use eni_agent::credentials::{CredentialProvider, Credentials};
@@ -159,6 +159,7 @@ fn poll_until_in_use(ns: &NamedNetns, emu: &Emulator, eni: &str) -> Result<(), S
                         max_attempts: 8,
                         deadline: Duration::from_secs(120),
                     },
+                    throttle: ThrottleBackoff::default(),
                 },
                 CredentialProvider::Static {
                     credentials: creds,

@@ -5,8 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use eni_agent::agent::cloud_flow::{self, AttachError, AttachTarget, PollPolicy, Readiness};
-use eni_agent::backoff::RetryPolicy;
+use eni_agent::agent::cloud_flow::{
+    self, AttachError, AttachTarget, Confirmation, PollPolicy, Readiness,
+};
+use eni_agent::backoff::{RetryPolicy, ThrottleBackoff};
 use eni_agent::cloud::{EcsClient, EcsOptions, SignatureVersion};
 use eni_agent::credentials::{CredentialProvider, Credentials};
 use eni_agent::secret::Secret;
@@ -24,6 +26,11 @@ fn client(server: &Scripted) -> EcsClient {
             max_delay: Duration::from_millis(5),
             max_attempts: 3,
             deadline: Duration::from_secs(5),
+        },
+        throttle: ThrottleBackoff {
+            min_delay: Duration::ZERO,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
         },
     };
     let credentials = Credentials {
@@ -103,7 +110,7 @@ async fn available_eni_is_attached_and_confirmed_in_use() {
     ));
     let request_id = cloud_flow::attach(&c, &t).await.expect("attach");
     assert_eq!(request_id, "REQ-ATTACH");
-    let (ni, rid) = cloud_flow::confirm_in_use(&c, &t, &request_id, fast())
+    let (ni, rid) = cloud_flow::poll_in_use(&c, &t, &request_id, fast())
         .await
         .expect("in use");
     assert_eq!(ni.attached_instance(), Some("i-me"));
@@ -116,6 +123,47 @@ async fn available_eni_is_attached_and_confirmed_in_use() {
         .expect("attach call");
     assert_eq!(attach.query("InstanceId").as_deref(), Some("i-me"));
     assert_eq!(attach.query("NetworkInterfaceId").as_deref(), Some("eni-1"));
+}
+
+/// The NIC appearing confirms the attach without a Describe; the polls
+/// only back it up.
+#[tokio::test]
+async fn the_nic_appearing_confirms_the_attach_without_a_call() {
+    let server = Scripted::start().await;
+    server.on(
+        action("DescribeNetworkInterfaceAttribute"),
+        vec![eni("Attaching", "i-me")],
+    );
+    let poll = PollPolicy {
+        first: Duration::from_millis(200),
+        ..fast()
+    };
+    let seen = tokio::time::sleep(Duration::from_millis(50));
+    let how = cloud_flow::confirm_in_use(&client(&server), &target(false), "R", poll, seen)
+        .await
+        .expect("confirmed");
+    assert!(matches!(how, Confirmation::LinkSeen), "{how:?}");
+    assert_eq!(calls(&server, "DescribeNetworkInterfaceAttribute"), 0);
+
+    // No NIC: the polls decide (here: InUse after one Attaching).
+    let server = Scripted::start().await;
+    server.on(
+        action("DescribeNetworkInterfaceAttribute"),
+        vec![eni("Attaching", "i-me"), eni("InUse", "i-me")],
+    );
+    let how = cloud_flow::confirm_in_use(
+        &client(&server),
+        &target(false),
+        "R",
+        fast(),
+        std::future::pending(),
+    )
+    .await
+    .expect("confirmed by Describe");
+    assert!(
+        matches!(&how, Confirmation::Described(rid) if rid == "REQ-InUse"),
+        "{how:?}"
+    );
 }
 
 #[tokio::test]
@@ -221,9 +269,15 @@ async fn back_to_available_after_attaching_is_a_failed_attach() {
         action("DescribeNetworkInterfaceAttribute"),
         vec![eni("Attaching", "i-me"), eni("Available", "")],
     );
-    let err = cloud_flow::confirm_in_use(&client(&server), &target(false), "REQ-A", fast())
-        .await
-        .expect_err("failed");
+    let err = cloud_flow::confirm_in_use(
+        &client(&server),
+        &target(false),
+        "REQ-A",
+        fast(),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("failed");
     assert!(matches!(err, AttachError::AttachFailed { .. }), "{err}");
     assert!(
         err.to_string().contains("REQ-A") && err.to_string().contains("vsw-1"),
@@ -242,9 +296,15 @@ async fn a_stuck_attach_times_out_with_the_last_status() {
         timeout: Duration::from_millis(100),
         ..fast()
     };
-    let err = cloud_flow::confirm_in_use(&client(&server), &target(false), "R", poll)
-        .await
-        .expect_err("timeout");
+    let err = cloud_flow::confirm_in_use(
+        &client(&server),
+        &target(false),
+        "R",
+        poll,
+        std::future::pending(),
+    )
+    .await
+    .expect_err("timeout");
     assert!(
         err.is_timeout() && err.to_string().contains("Attaching"),
         "{err}"

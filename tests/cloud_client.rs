@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use eni_agent::backoff::RetryPolicy;
+use eni_agent::backoff::{RetryPolicy, ThrottleBackoff};
 use eni_agent::cloud::ecs::{
     AttachNetworkInterface, DescribeNetworkInterfaceAttribute, DescribeNetworkInterfaces, EniStatus,
 };
@@ -43,6 +43,11 @@ fn client_with(
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_millis(500),
         retry,
+        throttle: ThrottleBackoff {
+            min_delay: Duration::ZERO,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
     };
     EcsClient::new(options, provider(token)).expect("client")
 }
@@ -271,6 +276,11 @@ async fn transport_errors_and_timeouts_are_retried() {
             max_attempts: 3,
             ..fast_retry()
         },
+        throttle: ThrottleBackoff {
+            min_delay: Duration::ZERO,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
     };
     let client = EcsClient::new(options, provider(None)).expect("client");
     let err = client
@@ -473,4 +483,66 @@ fn endpoint_defaults_to_the_vpc_endpoint_and_the_environment_overrides_it() {
         EcsOptions::from_config(&configured, "r", env).endpoint,
         "http://127.0.0.1:10"
     );
+}
+
+/// `Throttling*` answers wait at least the throttle floor (5xx ones use the
+/// ordinary, here zero, backoff) and do not use up `max_attempts`: under a
+/// budget shared by a fleet only the deadline bounds them.
+#[tokio::test]
+async fn throttles_use_their_own_backoff_and_only_the_deadline_bounds_them() {
+    let server = Scripted::start().await;
+    let mut replies: Vec<Reply> = (0..4)
+        .map(|i| Reply::new(400, error_body("Throttling.User", &format!("REQ-T{i}"))))
+        .collect();
+    replies.push(Reply::new(503, error_body("ServiceUnavailable", "REQ-U")));
+    replies.push(Reply::new(200, DESCRIBE_OK));
+    server.on(is_action("DescribeNetworkInterfaceAttribute"), replies);
+    let options = EcsOptions {
+        endpoint: server.url(),
+        region: "cn-hangzhou".into(),
+        signature: SignatureVersion::V3,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(500),
+        retry: RetryPolicy {
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            max_attempts: 2,
+            deadline: Duration::from_secs(10),
+        },
+        throttle: ThrottleBackoff {
+            min_delay: Duration::from_millis(60),
+            base_delay: Duration::from_millis(80),
+            max_delay: Duration::from_millis(80),
+        },
+    };
+    let client = EcsClient::new(options, provider(None)).expect("client");
+    let started = Instant::now();
+    let resp = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("four throttles and one 503 fit in max_attempts = 2");
+    let elapsed = started.elapsed();
+    assert_eq!(resp.attempts, 6);
+    assert!(
+        elapsed >= Duration::from_millis(240),
+        "four throttle waits of at least 60 ms each: {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // max_attempts = 1 still means "never retry", throttles included.
+    let server = Scripted::start().await;
+    server.on(
+        is_action("DescribeNetworkInterfaceAttribute"),
+        vec![Reply::new(400, error_body("Throttling.User", "REQ-T"))],
+    );
+    let retry = RetryPolicy {
+        max_attempts: 1,
+        ..fast_retry()
+    };
+    let err = client_with(&server, SignatureVersion::V3, retry, None)
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("not retried");
+    assert_eq!(err.code(), Some("Throttling.User"));
+    assert_eq!(server.log().len(), 1);
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::http::Method;
-use eni_agent::backoff::RetryPolicy;
+use eni_agent::backoff::{RetryPolicy, ThrottleBackoff};
 use eni_agent::cloud::ecs::DescribeNetworkInterfaceAttribute;
 use eni_agent::cloud::{EcsClient, EcsOptions, SignatureVersion};
 use eni_agent::config::CredentialsConfig;
@@ -269,6 +269,11 @@ async fn sts_credentials_reach_the_api_and_no_secret_reaches_logs_debug_or_error
             max_delay: Duration::from_millis(2),
             max_attempts: 3,
             deadline: Duration::from_secs(5),
+        },
+        throttle: ThrottleBackoff {
+            min_delay: Duration::ZERO,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
         },
     };
     let client = EcsClient::new(options, provider.clone()).expect("client");

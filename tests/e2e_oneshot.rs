@@ -414,10 +414,8 @@ fn throttling_and_5xx_storms_are_survived() {
     env.attach(ENI1).expect_code(0, "attach through the storm");
     env.assert_eni1_configured("eth1", TABLE);
     let calls = env.calls();
-    let failed = calls.iter().filter(|c| c["code"] != "Success").count();
     let kinds: std::collections::BTreeSet<&str> =
         calls.iter().filter_map(|c| c["code"].as_str()).collect();
-    assert!(failed > 0, "the storm hit some calls: {kinds:?}");
     assert_eq!(
         env.successes("AttachNetworkInterface", ENI1),
         1,
@@ -430,6 +428,13 @@ fn throttling_and_5xx_storms_are_survived() {
 
     // Detach through the same storm.
     env.detach(ENI1).expect_code(0, "detach through the storm");
+    // Checked over both: an attach is only two calls (Describe, Attach),
+    // which a storm of this rate misses entirely about once in five.
+    let calls = env.calls();
+    let failed = calls.iter().filter(|c| c["code"] != "Success").count();
+    let kinds: std::collections::BTreeSet<&str> =
+        calls.iter().filter_map(|c| c["code"].as_str()).collect();
+    assert!(failed > 0, "the storm hit some calls: {kinds:?}");
     env.assert_nothing_left(TABLE);
     assert_eq!(env.eni_state(ENI1).0, "Available");
 }
@@ -606,7 +611,8 @@ fn phase_at(rec: &serde_json::Value, phase: &str) -> u64 {
 
 /// The NIC is configured the moment it appears — before Describe says InUse
 /// (the link shows up first) and without waiting for the metadata service's
-/// per-MAC entries (they lag by seconds).
+/// per-MAC entries (they lag by seconds). The NIC itself confirms the
+/// attach: no Describe poll was needed for it.
 #[test]
 fn the_nic_is_configured_the_moment_it_appears() {
     let Some(env) = Env::new("configured_when_it_appears") else {
@@ -622,10 +628,18 @@ fn the_nic_is_configured_the_moment_it_appears() {
     env.assert_eni1_configured("eth1", TABLE);
     let rec = env.record(ENI1).expect("record");
     let configured = phase_at(&rec, "configured");
-    let in_use = phase_at(&rec, "in_use_confirmed");
+    let accepted = phase_at(&rec, "attach_accepted");
     assert!(
-        configured < in_use,
-        "configured at +{configured} ms, before InUse was confirmed at +{in_use} ms: {rec}"
+        configured < accepted + 2000,
+        "configured at +{configured} ms, before ECS says InUse (+{accepted} ms + 2000 ms): {rec}"
+    );
+    let confirmed = rec["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().find(|m| m["phase"] == "in_use_confirmed"))
+        .expect("InUse confirmed");
+    assert!(
+        confirmed["request_id"].is_null(),
+        "confirmed by the NIC, not by a Describe: {rec}"
     );
     // Metadata has the MAC only 3 s after InUse: configured before InUse
     // means it did not wait for it.

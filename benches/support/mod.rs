@@ -824,13 +824,29 @@ pub fn start_emulator(
     scenario_file: &std::path::Path,
     log: &std::path::Path,
 ) -> Emulator {
+    start_emulator_with(
+        ns,
+        scenario_file,
+        &["--netns", &ns.name, "--metadata-in-netns"],
+        log,
+    )
+}
+
+/// Starts `ecs-emulator serve --scenario FILE ARGS…` inside `ns` and waits
+/// for its ready line. Logs go to `log`.
+pub fn start_emulator_with(
+    ns: &NamedNetns,
+    scenario_file: &std::path::Path,
+    args: &[&str],
+    log: &std::path::Path,
+) -> Emulator {
     use std::io::BufRead;
     let mut child = ns
         .cmd(bin_dir().join("ecs-emulator"))
         .arg("serve")
         .arg("--scenario")
         .arg(scenario_file)
-        .args(["--netns", &ns.name, "--metadata-in-netns"])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(log).expect("log file"))

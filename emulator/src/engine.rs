@@ -37,7 +37,7 @@ pub struct Emulator {
     calls: Mutex<Vec<CallRecord>>,
     /// Account-wide request budget: (unix second, requests in it).
     budget: Mutex<(u64, u32)>,
-    /// NIC hot-plug, when an instance namespace is configured.
+    /// NIC hot-plug, when instance namespaces are configured.
     pub hotplug: Option<Hotplug>,
     /// Flips to `true` on shutdown; timers stop.
     shutdown: watch::Receiver<bool>,
@@ -217,13 +217,15 @@ impl Emulator {
             }
             let nic = {
                 let mut st = emu.state();
-                let target = st.metadata_instance_id.clone();
                 let Some(eni) = st.enis.get(&id) else {
+                    return;
+                };
+                let Some(target) = eni.instance_id.clone() else {
                     return;
                 };
                 if eni.generation != generation
                     || !matches!(eni.status, EniStatus::Attaching | EniStatus::InUse)
-                    || eni.instance_id.as_deref() != Some(target.as_str())
+                    || !emu.hotplug.as_ref().is_some_and(|h| h.serves(&target))
                     || st
                         .instances
                         .get(&target)
@@ -234,6 +236,7 @@ impl Emulator {
                 let queues = st.effective_queue_number(eni).unwrap_or(1);
                 let nic = NicSpec {
                     eni_id: id.clone(),
+                    instance_id: target,
                     mac: eni.mac.clone(),
                     queues,
                     device_index: eni.device_index.unwrap_or(0),
@@ -345,24 +348,30 @@ impl Emulator {
         });
     }
 
-    /// Makes the NICs in the instance namespace match the emulated
+    /// Makes the NICs in each instance namespace match its emulated
     /// instance: while it is Running every `InUse` ENI has its NIC; in any
     /// other state (Stopped, Stopping, …) it has none. Called at start-up
-    /// and when the control API changes the instance's status.
+    /// and when the control API changes an instance's status.
     pub fn sync_links(self: &Arc<Self>) {
-        let (running, enis): (bool, Vec<(String, u64, bool)>) = {
-            let st = self.state();
-            let id = st.metadata_instance_id.as_str();
-            let running = st.instances.get(id).is_some_and(|i| i.status == "Running");
-            let enis = st
-                .enis
-                .values()
-                .filter(|e| e.status == EniStatus::InUse && e.instance_id.as_deref() == Some(id))
-                .map(|e| (e.id.clone(), e.generation, e.link_present))
-                .collect();
-            (running, enis)
+        let Some(hotplug) = &self.hotplug else {
+            return;
         };
-        for (id, generation, present) in enis {
+        let enis: Vec<(String, u64, bool, bool)> = {
+            let st = self.state();
+            st.enis
+                .values()
+                .filter(|e| e.status == EniStatus::InUse)
+                .filter_map(|e| {
+                    let inst = e.instance_id.as_deref().filter(|i| hotplug.serves(i))?;
+                    let running = st
+                        .instances
+                        .get(inst)
+                        .is_some_and(|i| i.status == "Running");
+                    Some((e.id.clone(), e.generation, e.link_present, running))
+                })
+                .collect()
+        };
+        for (id, generation, present, running) in enis {
             if running && !present {
                 self.schedule_plug(&id, generation, Duration::ZERO);
             } else if !running && present {

@@ -1,6 +1,7 @@
 //! Hot-plug of ENIs as real NICs: a veth pair whose instance-side end has
 //! the ENI's MAC and `QueueNumber` rx/tx queues is created directly in the
-//! emulated instance's network namespace (`IFLA_NET_NS_FD` on the new link,
+//! network namespace of the instance the ENI is attached to (one namespace
+//! per emulated instance that has one; `IFLA_NET_NS_FD` on the new link,
 //! like `ip link add eth1 netns X address … numtxqueues N numrxqueues N type
 //! veth peer name emu-pK`); the peer stays in the emulator's own namespace,
 //! out of the agent's way. Unplug deletes the peer, which removes both ends.
@@ -31,13 +32,17 @@ pub enum HotplugError {
     /// The MAC could not be parsed.
     #[error("invalid MAC {0:?}")]
     Mac(String),
+    /// The ENI's instance has no namespace to plug into.
+    #[error("instance {0} has no network namespace (give it one with --instance-netns)")]
+    NoNamespace(String),
 }
 
 /// Creates and removes the veth pairs.
 #[derive(Debug)]
 pub struct Hotplug {
     handle: Handle,
-    target: OwnedFd,
+    /// Instance id → its network namespace.
+    targets: HashMap<String, OwnedFd>,
     counter: AtomicU32,
     /// ENI id → name of the peer end in the emulator's namespace.
     peers: Mutex<HashMap<String, String>>,
@@ -48,6 +53,8 @@ pub struct Hotplug {
 pub struct NicSpec {
     /// ENI id.
     pub eni_id: String,
+    /// The instance it is attached to (whose namespace receives the NIC).
+    pub instance_id: String,
     /// MAC `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// rx and tx queue count.
@@ -66,26 +73,36 @@ fn parse_mac(mac: &str) -> Result<Vec<u8>, HotplugError> {
 
 impl Hotplug {
     /// Opens a netlink connection in the current network namespace (the
-    /// emulator's own) that plugs NICs into the namespace `target`. Must be
-    /// called inside a tokio runtime.
-    pub fn new(target: OwnedFd) -> Result<Hotplug, HotplugError> {
+    /// emulator's own) that plugs the NICs of each instance of `targets`
+    /// (instance id → namespace) into its namespace. Must be called inside a
+    /// tokio runtime.
+    pub fn new(targets: HashMap<String, OwnedFd>) -> Result<Hotplug, HotplugError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         Ok(Hotplug {
             handle,
-            target,
+            targets,
             counter: AtomicU32::new(0),
             peers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// True if NICs of `instance_id` are plugged (it has a namespace).
+    pub fn serves(&self, instance_id: &str) -> bool {
+        self.targets.contains_key(instance_id)
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes the NIC of `nic` appear in the instance namespace (replacing a
-    /// previous one of the same ENI).
+    /// Makes the NIC of `nic` appear in its instance's namespace (replacing
+    /// a previous one of the same ENI).
     pub async fn plug(&self, nic: &NicSpec) -> Result<String, HotplugError> {
+        let target = self
+            .targets
+            .get(&nic.instance_id)
+            .ok_or_else(|| HotplugError::NoNamespace(nic.instance_id.clone()))?;
         self.unplug(&nic.eni_id).await?;
         let mac = parse_mac(&nic.mac)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +112,7 @@ impl Hotplug {
         let build = |name: &str| {
             LinkVeth::new(name, &peer)
                 .address(mac.clone())
-                .setns_by_fd(self.target.as_raw_fd())
+                .setns_by_fd(target.as_raw_fd())
                 .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
                 .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
                 .build()
@@ -127,7 +144,7 @@ impl Hotplug {
                     source,
                 })?;
         }
-        tracing::info!(eni = %nic.eni_id, %name, %peer, mac = %nic.mac, queues, "NIC hot-plugged");
+        tracing::info!(eni = %nic.eni_id, instance = %nic.instance_id, %name, %peer, mac = %nic.mac, queues, "NIC hot-plugged");
         Ok(name)
     }
 

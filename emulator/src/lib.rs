@@ -22,6 +22,7 @@ pub mod server;
 pub mod settings;
 pub mod util;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub enum EmulatorError {
     /// Hot-plug could not be set up.
     #[error("hot-plug: {0}")]
     Hotplug(#[from] HotplugError),
+    /// A namespace was given for an instance the scenario does not have.
+    #[error("--instance-netns names instance {0}, which is not in the scenario")]
+    UnknownInstance(String),
 }
 
 /// What to emulate.
@@ -56,8 +60,12 @@ pub enum EmulatorError {
 pub struct Config {
     /// The account.
     pub scenario: Scenario,
-    /// Network namespace of the emulated instance; `None` disables hot-plug.
+    /// Network namespace of the scenario's metadata instance (`serve
+    /// --netns`); NICs of ENIs attached to it are hot-plugged there.
     pub instance_netns: Option<OwnedFd>,
+    /// Namespaces of further instances (`serve --instance-netns ID=NS`):
+    /// instance id → namespace. Without any namespace there is no hot-plug.
+    pub instance_namespaces: Vec<(String, OwnedFd)>,
 }
 
 /// The sockets to serve.
@@ -67,9 +75,12 @@ pub struct Listeners {
     pub api: TcpListener,
     /// Further API listeners (e.g. inside the instance namespace).
     pub api_extra: Vec<TcpListener>,
-    /// The metadata service (several, e.g. loopback and 100.100.100.200
-    /// inside the instance namespace).
+    /// The metadata service of the scenario's metadata instance (several,
+    /// e.g. loopback and 100.100.100.200 inside the instance namespace).
     pub metadata: Vec<TcpListener>,
+    /// Metadata listeners that answer as a given instance (instance id,
+    /// listener), e.g. 100.100.100.200 inside each instance's namespace.
+    pub instance_metadata: Vec<(String, TcpListener)>,
 }
 
 /// One ENI in the ready line.
@@ -154,9 +165,17 @@ fn url_of(l: &TcpListener) -> Result<String, std::io::Error> {
 pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorError> {
     let state = State::from_scenario(&config.scenario)?;
     let settings = config.scenario.settings.clone().unwrap_or_default();
-    let hotplug = match config.instance_netns {
-        Some(fd) => Some(Hotplug::new(fd)?),
-        None => None,
+    let mut targets: HashMap<String, OwnedFd> = config.instance_namespaces.into_iter().collect();
+    if let Some(fd) = config.instance_netns {
+        targets.insert(state.metadata_instance_id.clone(), fd);
+    }
+    if let Some(id) = targets.keys().find(|id| !state.instances.contains_key(*id)) {
+        return Err(EmulatorError::UnknownInstance(id.clone()));
+    }
+    let hotplug = if targets.is_empty() {
+        None
+    } else {
+        Some(Hotplug::new(targets)?)
     };
     let (tx, rx) = watch::channel(false);
     let api_base = url_of(&listeners.api)?;
@@ -196,11 +215,20 @@ pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorEr
             rx.clone(),
         )));
     }
-    for l in listeners.metadata {
+    let as_instance = listeners
+        .instance_metadata
+        .into_iter()
+        .map(|(id, l)| (Some(Arc::<str>::from(id)), l));
+    for (instance, l) in listeners
+        .metadata
+        .into_iter()
+        .map(|l| (None, l))
+        .chain(as_instance)
+    {
         let md_emu = Arc::clone(&emu);
         tasks.push(tokio::spawn(server::run(
             l,
-            move |req| metadata::handle(Arc::clone(&md_emu), req),
+            move |req| metadata::handle(Arc::clone(&md_emu), instance.clone(), req),
             rx.clone(),
         )));
     }

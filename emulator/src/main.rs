@@ -1,11 +1,13 @@
 //! `ecs-emulator serve`: parse the command line, bind the listeners (in the
-//! host's namespace), optionally set up hot-plug into a named namespace and
-//! move into a private one, start the library, print the ready line.
+//! host's namespace and, optionally, in each instance namespace), set up
+//! hot-plug into the named namespaces and move into a private one, start
+//! the library, print the ready line.
 
 use std::net::{SocketAddr, SocketAddrV4};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use ecs_emulator::scenario::Scenario;
 use ecs_emulator::{Config, Listeners, netns};
 
@@ -22,27 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API and the metadata service; print one JSON line when ready.
-    Serve {
-        /// Scenario file (TOML); default: the built-in scenario.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
-        /// Named network namespace of the emulated instance (hot-plug target).
-        #[arg(long)]
-        netns: Option<String>,
-        /// Address of the ECS API.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        api_listen: SocketAddr,
-        /// Address of the metadata service.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        metadata_listen: SocketAddr,
-        /// With --netns: also serve metadata at 100.100.100.200:80 inside it.
-        #[arg(long, requires = "netns")]
-        metadata_in_netns: bool,
-        /// With --netns: also serve the ECS API at this IPv4 address inside it
-        /// (e.g. 100.100.100.201:80), so an agent in the namespace reaches it.
-        #[arg(long, requires = "netns", value_name = "ADDR")]
-        api_in_netns: Option<SocketAddrV4>,
-    },
+    Serve(ServeArgs),
     /// The whole flow in a private namespace: emulated instance, eni-agent attach,
     /// the resulting configuration, detach, clean-up (root; needs iproute2).
     Demo {
@@ -50,6 +32,67 @@ enum Command {
         #[arg(long)]
         eni: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("namespaces").multiple(true).args(["netns", "instance_netns"])))]
+struct ServeArgs {
+    /// Scenario file (TOML); default: the built-in scenario.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Named network namespace of the emulated instance (hot-plug target).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Namespace of a further instance, `INSTANCE_ID=NAME` (repeatable): NICs
+    /// of ENIs attached to that instance are hot-plugged into NAME, and the
+    /// in-namespace listeners below are bound there too, the metadata
+    /// service answering as that instance.
+    #[arg(long, value_name = "ID=NAME", value_parser = parse_instance_netns)]
+    instance_netns: Vec<(String, String)>,
+    /// Address of the ECS API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    api_listen: SocketAddr,
+    /// Address of the metadata service.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metadata_listen: SocketAddr,
+    /// With --netns/--instance-netns: also serve metadata at
+    /// 100.100.100.200:80 inside each instance namespace.
+    #[arg(long, requires = "namespaces")]
+    metadata_in_netns: bool,
+    /// With --netns/--instance-netns: also serve the ECS API at this IPv4
+    /// address inside each instance namespace (e.g. 100.100.100.201:80), so
+    /// an agent in the namespace reaches it.
+    #[arg(long, requires = "namespaces", value_name = "ADDR")]
+    api_in_netns: Option<SocketAddrV4>,
+}
+
+fn parse_instance_netns(v: &str) -> Result<(String, String), String> {
+    match v.split_once('=') {
+        Some((id, ns)) if !id.is_empty() && !ns.is_empty() => Ok((id.to_owned(), ns.to_owned())),
+        _ => Err(format!(
+            "{v:?} is not INSTANCE_ID=NAME (e.g. i-bench0001=ebench-1)"
+        )),
+    }
+}
+
+/// The in-namespace listeners of one instance namespace.
+struct InNamespace {
+    metadata: Option<std::net::TcpListener>,
+    api: Option<std::net::TcpListener>,
+}
+
+fn bind_in_namespace(fd: &OwnedFd, args: &ServeArgs) -> Result<InNamespace, netns::NetnsError> {
+    let metadata = if args.metadata_in_netns {
+        let addr = SocketAddrV4::new(netns::METADATA_ADDR, 80);
+        Some(netns::bind_in(fd, addr)?)
+    } else {
+        None
+    };
+    let api = match args.api_in_netns {
+        Some(addr) => Some(netns::bind_in(fd, addr)?),
+        None => None,
+    };
+    Ok(InNamespace { metadata, api })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,49 +103,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let (scenario, ns, api_listen, metadata_listen, metadata_in_netns, api_in_netns) =
-        match Cli::parse().command {
-            Command::Serve {
-                scenario,
-                netns,
-                api_listen,
-                metadata_listen,
-                metadata_in_netns,
-                api_in_netns,
-            } => (
-                scenario,
-                netns,
-                api_listen,
-                metadata_listen,
-                metadata_in_netns,
-                api_in_netns,
-            ),
-            Command::Demo { eni } => return ecs_emulator::demo::demo(eni).map_err(Into::into),
-        };
-    let scenario = match scenario {
-        Some(path) => Scenario::from_toml(&std::fs::read_to_string(&path)?)?,
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Demo { eni } => return ecs_emulator::demo::demo(eni).map_err(Into::into),
+    };
+    let scenario = match &args.scenario {
+        Some(path) => Scenario::from_toml(&std::fs::read_to_string(path)?)?,
         None => Scenario::builtin(),
     };
-    let api = std::net::TcpListener::bind(api_listen)?;
-    let mut metadata = vec![std::net::TcpListener::bind(metadata_listen)?];
+    let api = std::net::TcpListener::bind(args.api_listen)?;
+    let mut metadata = vec![std::net::TcpListener::bind(args.metadata_listen)?];
     let mut api_extra = Vec::new();
-    let instance_netns = match &ns {
+    let mut instance_metadata = Vec::new();
+    let instance_netns = match &args.netns {
         Some(name) => {
             let fd = netns::open(name)?;
-            if metadata_in_netns {
-                let addr = SocketAddrV4::new(netns::METADATA_ADDR, 80);
-                metadata.push(netns::bind_in(&fd, addr)?);
-            }
-            if let Some(addr) = api_in_netns {
-                api_extra.push(netns::bind_in(&fd, addr)?);
-            }
-            // Veth peers live in a private namespace that dies with us.
-            netns::unshare_private()?;
+            let bound = bind_in_namespace(&fd, &args)?;
+            metadata.extend(bound.metadata);
+            api_extra.extend(bound.api);
             Some(fd)
         }
         None => None,
     };
-    for l in std::iter::once(&api).chain(&metadata).chain(&api_extra) {
+    let mut instance_namespaces = Vec::new();
+    for (id, name) in &args.instance_netns {
+        let fd = netns::open(name)?;
+        let bound = bind_in_namespace(&fd, &args)?;
+        instance_metadata.extend(bound.metadata.map(|l| (id.clone(), l)));
+        api_extra.extend(bound.api);
+        instance_namespaces.push((id.clone(), fd));
+    }
+    if instance_netns.is_some() || !instance_namespaces.is_empty() {
+        // Veth peers live in a private namespace that dies with us.
+        netns::unshare_private()?;
+    }
+    let all = std::iter::once(&api)
+        .chain(&metadata)
+        .chain(&api_extra)
+        .chain(instance_metadata.iter().map(|(_, l)| l));
+    for l in all {
         l.set_nonblocking(true)?;
     }
     let rt = tokio::runtime::Runtime::new()?;
@@ -117,10 +156,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .into_iter()
                 .map(tokio::net::TcpListener::from_std)
                 .collect::<Result<_, _>>()?,
+            instance_metadata: instance_metadata
+                .into_iter()
+                .map(|(id, l)| Ok::<_, std::io::Error>((id, tokio::net::TcpListener::from_std(l)?)))
+                .collect::<Result<_, _>>()?,
         };
         let config = Config {
             scenario,
             instance_netns,
+            instance_namespaces,
         };
         ecs_emulator::serve(config, listeners, shutdown_signal(), |info| {
             let line = serde_json::to_string(info).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The `ecs-emulator serve` binary: exactly one JSON ready line on stdout,
-//! logs on stderr, the built-in scenario, and `--netns` hot-plug with the
-//! metadata service at 100.100.100.200:80 inside the instance namespace.
+//! logs on stderr, the built-in scenario, `--netns` hot-plug with the
+//! metadata service at 100.100.100.200:80 inside the instance namespace, and
+//! the checks of `--instance-netns`.
 
 mod common;
 
@@ -207,4 +208,35 @@ fn serve_with_netns_hotplugs_and_serves_metadata_inside() {
         assert_eq!(r.status().as_u16(), 400);
         stop(child, rest);
     });
+}
+
+/// `--instance-netns` takes `INSTANCE_ID=NAME`, and the in-namespace
+/// listeners need `--netns` or `--instance-netns`; each mistake is refused
+/// with a message saying what is expected (no root needed: parsing only).
+#[test]
+fn instance_netns_arguments_are_checked() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ecs-emulator"))
+            .arg("serve")
+            .args(args)
+            .output()
+            .expect("run ecs-emulator")
+    };
+    let out = run(&["--instance-netns", "no-equals-sign"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("INSTANCE_ID=NAME"), "{err}");
+
+    let out = run(&["--metadata-in-netns"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--netns") || err.contains("--instance-netns"),
+        "{err}"
+    );
+
+    let out = run(&["--instance-netns", "i-nosuch=/nonexistent/netns"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/netns"), "{err}");
 }

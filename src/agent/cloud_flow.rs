@@ -1,10 +1,12 @@
 //! The cloud side of attaching an ENI to this instance: read the ENI, check
 //! locally what ECS would refuse (zone, VPC, type, state) and explain it
 //! before calling Attach, wait out transitional states, take the ENI over
-//! from another instance when configured to, attach, and confirm InUse with
-//! Describe polls on a short backoff. The netlink side (seeing the link and
-//! configuring it) runs concurrently and never waits for a poll tick.
+//! from another instance when configured to, attach, and confirm InUse:
+//! by the NIC appearing in this instance (no call at all), or else by
+//! Describe polls. The netlink side (seeing the link and configuring it)
+//! runs concurrently and never waits for a poll tick.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::cloud::ecs::{
@@ -43,6 +45,21 @@ impl Default for PollPolicy {
             first: Duration::from_millis(100),
             cap: Duration::from_secs(2),
             timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl PollPolicy {
+    /// Polls that only back up the NIC's appearance (see
+    /// [`confirm_in_use`]): the first after 5 s, then every 10 s. They
+    /// notice an attach that failed or never plugs a NIC; an attach that
+    /// works is confirmed by its NIC without any call, which matters when
+    /// a fleet boots at once and shares the account's request budget.
+    pub fn behind_link(timeout: Duration) -> Self {
+        Self {
+            first: Duration::from_secs(5),
+            cap: Duration::from_secs(10),
+            timeout,
         }
     }
 }
@@ -240,9 +257,40 @@ pub async fn attach(client: &EcsClient, target: &AttachTarget) -> Result<String,
     }
 }
 
+/// How an attach was confirmed.
+#[derive(Debug, Clone)]
+pub enum Confirmation {
+    /// The NIC with the ENI's MAC appeared in this instance. ECS plugs an
+    /// ENI's NIC only into the instance it is attached to, so this is the
+    /// attach landing here; no Describe was needed.
+    LinkSeen,
+    /// A Describe found the ENI InUse here (its RequestId).
+    Described(String),
+}
+
+/// Waits until the attach is confirmed: `link_seen` completing (the NIC of
+/// the ENI appeared in this instance) confirms it at once, without a call;
+/// meanwhile Describe polls on `poll` decide when the NIC does not come
+/// (back to Available: the attach failed; InUse elsewhere; a timeout).
+pub async fn confirm_in_use(
+    client: &EcsClient,
+    target: &AttachTarget,
+    attach_request_id: &str,
+    poll: PollPolicy,
+    link_seen: impl Future<Output = ()>,
+) -> Result<Confirmation, AttachError> {
+    tokio::select! {
+        biased;
+        () = link_seen => Ok(Confirmation::LinkSeen),
+        polled = poll_in_use(client, target, attach_request_id, poll) => {
+            polled.map(|(_, request_id)| Confirmation::Described(request_id))
+        }
+    }
+}
+
 /// Polls until the ENI is InUse on `target.instance_id`. Back to Available
 /// means the attach failed.
-pub async fn confirm_in_use(
+pub async fn poll_in_use(
     client: &EcsClient,
     target: &AttachTarget,
     attach_request_id: &str,

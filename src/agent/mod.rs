@@ -19,5 +19,5 @@ pub mod teardown;
 pub mod timeline;
 pub mod worker;
 
-pub use cloud_flow::{AttachError, AttachTarget, PollPolicy, Readiness};
+pub use cloud_flow::{AttachError, AttachTarget, Confirmation, PollPolicy, Readiness};
 pub use timeline::{Mark, Phase, Timeline};

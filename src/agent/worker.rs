@@ -6,10 +6,10 @@
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
-use super::cloud_flow::{self, AttachError, AttachTarget, PollPolicy, Readiness};
+use super::cloud_flow::{self, AttachError, AttachTarget, Confirmation, PollPolicy, Readiness};
 use super::context::{Context, foreign_tables};
 use super::facts::{self, FactsError};
 use super::timeline::{Phase, Timeline};
@@ -120,7 +120,12 @@ pub async fn bring_up(
     // Subscribe before anything can happen, so no converger event is missed.
     let mut events = ctx.converger.subscribe();
     let timeline = StdMutex::new(Timeline::start());
+    // Flips when the converger binds the ENI's NIC: that confirms the attach.
+    let (link_tx, link_rx) = watch::channel(false);
     let mark = |phase, rid: Option<&str>| {
+        if phase == Phase::LinkSeen {
+            link_tx.send_replace(true);
+        }
         if let Ok(mut t) = timeline.lock() {
             t.mark(phase, rid);
         }
@@ -177,9 +182,24 @@ pub async fn bring_up(
         }
         let confirm = async {
             if let Some(rid) = &attach_request {
-                let (_, describe_rid) =
-                    cloud_flow::confirm_in_use(&ctx.ecs, &target, rid, poll).await?;
-                mark(Phase::InUseConfirmed, Some(&describe_rid));
+                let mut link_rx = link_rx.clone();
+                let link_seen = async move {
+                    // Only a NIC seen confirms; a closed channel (not
+                    // expected: the sender lives in this function) leaves
+                    // it to the polls.
+                    if link_rx.wait_for(|seen| *seen).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let behind_link = PollPolicy::behind_link(poll.timeout);
+                match cloud_flow::confirm_in_use(&ctx.ecs, &target, rid, behind_link, link_seen)
+                    .await?
+                {
+                    Confirmation::LinkSeen => mark(Phase::InUseConfirmed, None),
+                    Confirmation::Described(describe_rid) => {
+                        mark(Phase::InUseConfirmed, Some(&describe_rid))
+                    }
+                }
             }
             Ok::<_, WorkerError>(())
         };

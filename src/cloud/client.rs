@@ -1,6 +1,7 @@
 //! Sending calls: credentials, signing, HTTP, decoding, classification and
-//! the retry loop (full-jitter backoff, `x-acs-retry-after`, attempt and
-//! deadline bounds; every attempt signed anew).
+//! the retry loop (full-jitter backoff, a larger one after `Throttling*`
+//! answers, `x-acs-retry-after`, attempt and deadline bounds; every attempt
+//! signed anew).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +13,7 @@ use tracing::{debug, warn};
 use super::codes::ErrorClass;
 use super::error::{ApiError, CloudError};
 use super::request::{self, Attempt, Params, SignatureVersion};
-use crate::backoff::RetryPolicy;
+use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::config::{ApiConfig, ENV_ECS_ENDPOINT};
 use crate::credentials::CredentialProvider;
 
@@ -33,6 +34,8 @@ pub struct EcsOptions {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// The backoff after `Throttling*` answers (see [`ThrottleBackoff`]).
+    pub throttle: ThrottleBackoff,
 }
 
 impl EcsOptions {
@@ -54,6 +57,7 @@ impl EcsOptions {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             retry: config.retry.policy(),
+            throttle: config.retry.throttle(),
         }
     }
 }
@@ -142,8 +146,12 @@ impl EcsClient {
             params
         };
         let policy = &self.inner.options.retry;
+        let throttle = &self.inner.options.throttle;
         let started = Instant::now();
         let mut attempt = 0;
+        // Attempts refused by throttling; they count against the deadline
+        // only (see ThrottleBackoff).
+        let mut throttled = 0;
         loop {
             attempt += 1;
             let error = match self.send_once::<T>(action, &params).await {
@@ -159,9 +167,16 @@ impl EcsClient {
             if error.class() != ErrorClass::Retry {
                 return Err(error);
             }
-            let delay = error.retry_after().unwrap_or_else(|| policy.delay(attempt));
+            let backoff = if error.is_throttling() {
+                throttled += 1;
+                throttle.delay(throttled)
+            } else {
+                policy.delay(attempt - throttled)
+            };
+            let delay = error.retry_after().unwrap_or(backoff);
             let elapsed = started.elapsed();
-            if attempt >= policy.max_attempts || elapsed + delay > policy.deadline {
+            let exhausted = policy.max_attempts <= 1 || attempt - throttled >= policy.max_attempts;
+            if exhausted || elapsed + delay > policy.deadline {
                 return Err(if attempt == 1 {
                     error
                 } else {

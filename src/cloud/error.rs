@@ -126,6 +126,11 @@ impl CloudError {
         self.api().map(|e| e.code.as_str())
     }
 
+    /// True for a `Throttling*` answer (a request budget is spent).
+    pub fn is_throttling(&self) -> bool {
+        self.code().is_some_and(|c| c.starts_with("Throttling"))
+    }
+
     /// The wait the service asked for (`x-acs-retry-after`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         self.api().and_then(|e| e.retry_after)

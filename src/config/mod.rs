@@ -14,6 +14,9 @@
 //! max_delay = "10s"
 //! max_attempts = 8
 //! deadline = "2m"
+//! throttle_min_delay = "2s"          # Throttling*: wait in [min, min(max, base·2^(n-1))]
+//! throttle_base_delay = "6s"
+//! throttle_max_delay = "12s"
 //!
 //! [metadata]
 //! endpoint = "http://100.100.100.200"  # env ENI_AGENT_METADATA_ENDPOINT wins
@@ -43,7 +46,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backoff::RetryPolicy;
+use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
 
 pub use eni::{EniConfig, EniSelector, is_eni_id};
@@ -148,15 +151,28 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     #[serde(deserialize_with = "duration::deserialize")]
     pub deadline: Duration,
+    /// `Throttling*` answers: the shortest wait before a retry.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub throttle_min_delay: Duration,
+    /// `Throttling*` answers: the ceiling of the first wait (doubling).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub throttle_base_delay: Duration,
+    /// `Throttling*` answers: no ceiling is larger.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub throttle_max_delay: Duration,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
+        let throttle = ThrottleBackoff::default();
         Self {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
             max_attempts: 8,
             deadline: Duration::from_secs(120),
+            throttle_min_delay: throttle.min_delay,
+            throttle_base_delay: throttle.base_delay,
+            throttle_max_delay: throttle.max_delay,
         }
     }
 }
@@ -169,6 +185,15 @@ impl RetryConfig {
             max_delay: self.max_delay,
             max_attempts: self.max_attempts.max(1),
             deadline: self.deadline,
+        }
+    }
+
+    /// The backoff after a `Throttling*` answer.
+    pub fn throttle(&self) -> ThrottleBackoff {
+        ThrottleBackoff {
+            min_delay: self.throttle_min_delay,
+            base_delay: self.throttle_base_delay,
+            max_delay: self.throttle_max_delay,
         }
     }
 }
@@ -268,6 +293,13 @@ impl Config {
                 "api.retry.base_delay ({}) is larger than api.retry.max_delay ({})",
                 humantime::format_duration(r.base_delay),
                 humantime::format_duration(r.max_delay)
+            ));
+        }
+        if r.throttle_base_delay > r.throttle_max_delay {
+            return Err(format!(
+                "api.retry.throttle_base_delay ({}) is larger than api.retry.throttle_max_delay ({})",
+                humantime::format_duration(r.throttle_base_delay),
+                humantime::format_duration(r.throttle_max_delay)
             ));
         }
         let ttl = self.metadata.token_ttl.as_secs();

@@ -230,7 +230,8 @@ impl Env {
         let mut text = format!(
             "[agent]\nstate_dir = \"{}\"\nmanage_network_managers = false\ndescribe_interval = \"5s\"\nattach_timeout = \"30s\"\n{agent_extra}\n\
              [api]\nrequest_timeout = \"5s\"\n\
-             [api.retry]\nbase_delay = \"50ms\"\nmax_delay = \"400ms\"\nmax_attempts = 25\ndeadline = \"30s\"\n",
+             [api.retry]\nbase_delay = \"50ms\"\nmax_delay = \"400ms\"\nmax_attempts = 25\ndeadline = \"30s\"\n\
+             throttle_min_delay = \"50ms\"\nthrottle_base_delay = \"200ms\"\nthrottle_max_delay = \"400ms\"\n",
             self.state_dir().display()
         );
         for e in enis {
@@ -993,6 +994,7 @@ impl Env {
                 max_attempts: 10,
                 deadline: Duration::from_secs(10),
             },
+            throttle: eni_agent::backoff::ThrottleBackoff::default(),
         };
         let credentials = CredentialProvider::Static {
             credentials: Credentials {

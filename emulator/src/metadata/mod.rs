@@ -1,5 +1,7 @@
-//! The instance metadata service (`http://100.100.100.200/latest/…`) of the
-//! emulated instance, on its own listener: token PUT with the 400/401/403
+//! The instance metadata service (`http://100.100.100.200/latest/…`) of an
+//! emulated instance (each listener answers as one instance: the
+//! scenario's metadata instance, or the one whose namespace it is in), on
+//! its own listener: token PUT with the 400/401/403
 //! rules, optional hardened-only mode, plain-text leaves, directory
 //! listings with a trailing `/` on sub-directories, per-MAC entries for
 //! attached ENIs (after the configured lag) and rotating RAM-role
@@ -36,8 +38,13 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     r
 }
 
-/// Handles one metadata request.
-pub async fn handle(emu: Arc<Emulator>, req: Request<Body>) -> Result<Response<Body>, Dropped> {
+/// Handles one metadata request, answering as `instance` (`None`: the
+/// scenario's metadata instance).
+pub async fn handle(
+    emu: Arc<Emulator>,
+    instance: Option<Arc<str>>,
+    req: Request<Body>,
+) -> Result<Response<Body>, Dropped> {
     let settings = emu.settings();
     let f = &settings.faults.metadata;
     if f.latency_ms > 0 {
@@ -108,7 +115,8 @@ pub async fn handle(emu: Arc<Emulator>, req: Request<Body>) -> Result<Response<B
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let answer = {
         let mut st = emu.state();
-        tree::lookup(&mut st, &settings.metadata, &segments, now)
+        let id = instance.map_or_else(|| st.metadata_instance_id.clone(), |i| i.to_string());
+        tree::lookup(&mut st, &id, &settings.metadata, &segments, now)
     };
     Ok(match answer {
         Some(body) => text(StatusCode::OK, body),

@@ -1,4 +1,4 @@
-//! The metadata tree of the emulated instance (paths and value formats of
+//! The metadata tree of one emulated instance (paths and value formats of
 //! the Alibaba Cloud "instance metadata" document): instance keys,
 //! `network/interfaces/macs/<mac>/…` for ENIs whose metadata is visible,
 //! and `ram/security-credentials/<role>`.
@@ -18,10 +18,10 @@ fn s(v: impl ToString) -> Value {
     Value::String(v.to_string())
 }
 
-/// Builds the `meta-data` tree.
-fn meta_data(st: &State) -> Value {
+/// Builds the `meta-data` tree of instance `instance_id`.
+fn meta_data(st: &State, instance_id: &str) -> Value {
     let mut root = Map::new();
-    let Some(inst) = st.instances.get(&st.metadata_instance_id) else {
+    let Some(inst) = st.instances.get(instance_id) else {
         return Value::Object(root);
     };
     let vsw = st.vswitches.get(&inst.vswitch_id);
@@ -153,6 +153,7 @@ fn listing(map: &Map<String, Value>) -> String {
 /// The body for `/latest/<segments…>`, or `None` (404).
 pub fn lookup(
     st: &mut State,
+    instance_id: &str,
     cfg: &MetadataSettings,
     segments: &[&str],
     now: SystemTime,
@@ -163,7 +164,7 @@ pub fn lookup(
     if *first != "meta-data" {
         return None;
     }
-    let tree = meta_data(st);
+    let tree = meta_data(st, instance_id);
     let mut node = &tree;
     for seg in rest {
         node = node.as_object()?.get(*seg)?;

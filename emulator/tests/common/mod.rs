@@ -191,11 +191,13 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
         Config {
             scenario,
             instance_netns: netns,
+            instance_namespaces: Vec::new(),
         },
         Listeners {
             api,
             api_extra: Vec::new(),
             metadata: vec![md],
+            instance_metadata: Vec::new(),
         },
     )
     .expect("emulator starts");
