@@ -483,12 +483,18 @@ fn netns_batch_reports_each_failure_and_applies_the_rest() {
                 table: TABLE,
                 suppress_prefixlen: None,
             };
-            // More than one datagram's worth, with a duplicate in the middle
-            // of the first and one at the very end (the acknowledged one).
-            let mut specs: Vec<RuleSpec> = (0..700).map(rule).collect();
-            specs.insert(100, rule(5));
-            specs.push(rule(699));
-            let requests: Vec<Request<'_>> = specs.iter().map(Request::AddRule).collect();
+            // More than one datagram's worth, with a request the kernel
+            // refuses (an address on a link that does not exist) in the
+            // middle of the first datagram and at the very end (the
+            // acknowledged one).
+            let specs: Vec<RuleSpec> = (0..700).map(rule).collect();
+            let bad = AddressSpec {
+                addr: "192.0.2.9".parse().expect("ip"),
+                prefix_len: 32,
+            };
+            let mut requests: Vec<Request<'_>> = specs.iter().map(Request::AddRule).collect();
+            requests.insert(100, Request::AddAddr(999_999, &bad));
+            requests.push(Request::AddAddr(999_999, &bad));
             let batcher = Batcher::new().expect("socket");
             let outcomes = batcher.send(&requests).await.expect("batch");
             assert_eq!(outcomes.len(), requests.len());
@@ -498,27 +504,58 @@ fn netns_batch_reports_each_failure_and_applies_the_rest() {
                 .filter(|(_, o)| o.is_err())
                 .map(|(i, _)| i)
                 .collect();
-            assert_eq!(failed, vec![100, 701], "exactly the duplicates failed");
-            let err = outcomes[100].as_ref().expect_err("duplicate");
-            assert_eq!(err.errno(), Some(nix::libc::EEXIST));
+            assert_eq!(
+                failed,
+                vec![100, 701],
+                "exactly the refused requests failed"
+            );
+            let err = outcomes[100].as_ref().expect_err("no such link");
+            assert_eq!(err.errno(), Some(nix::libc::ENODEV));
             assert!(
-                err.to_string().contains("ip rule add from 10.9.0.5"),
+                err.to_string()
+                    .contains("ip address add 192.0.2.9/32 dev if999999"),
                 "the error names the request: {err}"
             );
             let rec = Reconciler::connect().expect("netlink");
-            let ours = rule_list(rec.handle(), false)
-                .await
-                .expect("dump")
-                .into_iter()
-                .filter(|r| r.is_ours() && r.table == TABLE)
-                .count();
-            assert_eq!(ours, 700, "every other rule was added");
-            // The socket is clean for the next batch.
+            let ours = || async {
+                rule_list(rec.handle(), false)
+                    .await
+                    .expect("dump")
+                    .into_iter()
+                    .filter(|r| r.is_ours() && r.table == TABLE)
+                    .count()
+            };
+            assert_eq!(ours().await, 700, "every other request was applied");
+            // A rule of an ENI's own table goes without the kernel's
+            // duplicate check (the next diff removes a copy); a rule into
+            // main keeps it.
             let again = batcher
-                .send(&[Request::AddRule(&rule(700))])
+                .send(&[Request::AddRule(&specs[5])])
                 .await
                 .expect("batch");
             assert!(again[0].is_ok());
+            assert_eq!(ours().await, 701);
+            let main = RuleSpec {
+                table: TABLE_MAIN,
+                suppress_prefixlen: Some(0),
+                src: None,
+                ..rule(0)
+            };
+            let twice = batcher
+                .send(&[Request::AddRule(&main), Request::AddRule(&main)])
+                .await
+                .expect("batch");
+            assert!(twice[0].is_ok());
+            assert_eq!(
+                twice[1].as_ref().err().and_then(|e| e.errno()),
+                Some(nix::libc::EEXIST)
+            );
+            // The socket is clean for the next batch.
+            let last = batcher
+                .send(&[Request::AddRule(&rule(700))])
+                .await
+                .expect("batch");
+            assert!(last[0].is_ok());
         },
     );
 }

@@ -23,7 +23,7 @@ use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, proto
 use tokio::sync::Mutex;
 
 use super::{Addr, NetlinkError, Route, Rule, addr_message, dev, route_message, rule_message};
-use crate::plan::{AddressSpec, RouteSpec, RuleSpec};
+use crate::plan::{AddressSpec, RouteSpec, RuleSpec, TABLE_MAIN};
 use crate::plan::{display_addr_cmd, display_route_cmd, display_rule_cmd};
 
 /// One change of a batch.
@@ -61,7 +61,22 @@ impl Request<'_> {
                 NLM_F_CREATE | NLM_F_REPLACE,
             ),
             Request::DelRoute(r) => (RouteNetlinkMessage::DelRoute(r.message().clone()), 0),
-            Request::AddRule(spec) => (RouteNetlinkMessage::NewRule(rule_message(spec)), ADD),
+            Request::AddRule(spec) => {
+                // The kernel's duplicate check (NLM_F_EXCL) walks the whole
+                // rule list comparing every field: with ~1 000 rules it costs
+                // more than the insertion itself. A rule into one ENI's own
+                // table is added only when a fresh dump lacks it, and the
+                // next diff removes a duplicate of ours, so it goes without
+                // the check. Rules every ENI adds (`lookup main`) keep it:
+                // two ENIs applied together may both add one, and EEXIST
+                // then means it is there.
+                let flags = if spec.table == TABLE_MAIN {
+                    ADD
+                } else {
+                    NLM_F_CREATE
+                };
+                (RouteNetlinkMessage::NewRule(rule_message(spec)), flags)
+            }
             Request::DelRule(r) => (RouteNetlinkMessage::DelRule(r.message().clone()), 0),
         }
     }
