@@ -204,7 +204,9 @@ struct Target {
     up: bool,
     addrs: Vec<bool>,
     routes: Vec<bool>,
-    rules: Vec<bool>,
+    /// Copies of each planned rule present (the agent may briefly hold a
+    /// duplicate while an external flush races it; one copy is enough).
+    rules: Vec<u32>,
 }
 
 impl Target {
@@ -213,7 +215,7 @@ impl Target {
             && self.up
             && self.addrs.iter().all(|b| *b)
             && self.routes.iter().all(|b| *b)
-            && self.rules.iter().all(|b| *b)
+            && self.rules.iter().all(|n| *n > 0)
     }
 
     fn missing(&self) -> String {
@@ -226,7 +228,7 @@ impl Target {
             self.addrs.len(),
             self.routes.iter().filter(|b| **b).count(),
             self.routes.len(),
-            self.rules.iter().filter(|b| **b).count(),
+            self.rules.iter().filter(|n| **n > 0).count(),
             self.rules.len()
         )
     }
@@ -284,9 +286,13 @@ impl Target {
             RouteNetlinkMessage::NewRule(m) | RouteNetlinkMessage::DelRule(m) => {
                 let new = matches!(msg, RouteNetlinkMessage::NewRule(_));
                 let r = Rule::from_message(m);
-                for (spec, ok) in self.plan.rules.iter().zip(&mut self.rules) {
+                for (spec, copies) in self.plan.rules.iter().zip(&mut self.rules) {
                     if r.matches(spec) {
-                        *ok = new;
+                        *copies = if new {
+                            copies.saturating_add(1)
+                        } else {
+                            copies.saturating_sub(1)
+                        };
                     }
                 }
             }
@@ -373,7 +379,7 @@ fn observe(
                 name,
                 addrs: vec![done; a],
                 routes: vec![done; r],
-                rules: vec![done; u],
+                rules: vec![u32::from(done); u],
             }
         })
         .collect();
