@@ -30,6 +30,9 @@ impl Role {
     }
 }
 
+/// The holder's role while it has the lock but has not written its line.
+const STARTING: &str = "starting";
+
 /// How often a waiting one-shot retries the lock.
 const RETRY: Duration = Duration::from_millis(50);
 
@@ -75,7 +78,7 @@ impl StateLock {
                 Ok(lock) => return Ok(lock),
                 Err(Refused::Failed(e)) => return Err(e),
                 Err(Refused::Held { pid, role: holder }) => {
-                    let waitable = holder == Role::OneShot.as_str();
+                    let waitable = holder == Role::OneShot.as_str() || holder == STARTING;
                     if !waitable || tokio::time::Instant::now() >= deadline {
                         return Err(StateError::Locked {
                             path: path.to_owned(),
@@ -116,8 +119,15 @@ impl StateLock {
                 let _ = file.read_to_string(&mut text);
                 let mut words = text.split_whitespace();
                 let pid = words.next().unwrap_or("unknown").to_owned();
-                // Written by an older version without a role: a daemon.
-                let role = words.next().unwrap_or(Role::Daemon.as_str()).to_owned();
+                let role = match words.next() {
+                    Some(role) => role,
+                    // Empty: the holder has the lock but has not written
+                    // its line yet; look again.
+                    None if text.trim().is_empty() => STARTING,
+                    // A pid alone: written by an older version, a daemon.
+                    None => Role::Daemon.as_str(),
+                }
+                .to_owned();
                 return Err(Refused::Held { pid, role });
             }
         };
@@ -162,6 +172,23 @@ mod tests {
             .await
             .expect("taken once the first one-shot is done");
         assert!(started.elapsed() >= Duration::from_millis(150));
+        release.await.expect("release task");
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_has_not_written_its_line_yet_is_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lock");
+        // Locked, file still empty: the moment between flock and the write.
+        let file = std::fs::File::create(&path).expect("file");
+        let held = Flock::lock(file, FlockArg::LockExclusiveNonblock).expect("flock");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(held);
+        });
+        StateLock::acquire_waiting(&path, Role::OneShot, Duration::from_secs(10))
+            .await
+            .expect("an empty lock file is a holder starting up, not a daemon");
         release.await.expect("release task");
     }
 
