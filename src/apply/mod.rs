@@ -299,6 +299,8 @@ impl Reconciler {
         Ok(out)
     }
 
+    /// One operation on its own: the link-level ones directly, any other as
+    /// a batch of one.
     async fn execute(&self, op: &Op, index: u32, name: &str) -> Result<(), ApplyError> {
         let h = &self.handle;
         match op {
@@ -308,13 +310,17 @@ impl Reconciler {
             // network namespace (a blocking-pool thread may be in another one).
             Op::SetChannels { target, .. } => ethtool::channels_set(name, target)?,
             Op::SetUp => netlink::link_set_up(h, index).await?,
-            Op::AddAddr(a) => netlink::addr_add(h, index, a).await?,
-            Op::DelAddr(a) => addr_del(h, a).await?,
-            Op::AddRoute(r) => netlink::route_add(h, r, index).await?,
-            Op::ReplaceRoute(r) => netlink::route_replace(h, r, index).await?,
-            Op::DelRoute(r) => route_del(h, r).await?,
-            Op::AddRule(r) => netlink::rule_add(h, r).await?,
-            Op::DelRule(r) => rule_del(h, r).await?,
+            batched => {
+                let requests: Vec<Request<'_>> = batched.request(index).into_iter().collect();
+                let outcomes = self
+                    .batcher
+                    .send(&requests)
+                    .await
+                    .map_err(NetlinkError::from)?;
+                for outcome in outcomes {
+                    outcome?;
+                }
+            }
         }
         Ok(())
     }

@@ -91,15 +91,6 @@ pub async fn addr_list(handle: &Handle, index: u32) -> Result<Vec<Addr>, Netlink
         .collect())
 }
 
-/// `ip address add <addr>/<len> dev <index> noprefixroute [nodad]`
-pub async fn addr_add(handle: &Handle, index: u32, spec: &AddressSpec) -> Result<(), NetlinkError> {
-    let mut req = handle.address().add(index, spec.addr, spec.prefix_len);
-    *req.message_mut() = addr_message(index, spec);
-    req.execute().await.map_err(|e| {
-        NetlinkError::request(crate::plan::display_addr_cmd("add", spec, &dev(index)), e)
-    })
-}
-
 /// The netlink message for `spec` on `index`, with our flags.
 pub(crate) fn addr_message(index: u32, spec: &AddressSpec) -> AddressMessage {
     let mut msg = match spec.addr {

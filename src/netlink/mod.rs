@@ -1,5 +1,6 @@
-//! Thin rtnetlink wrappers: one function per `ip` verb, plus dumps parsed
-//! into small domain types and the event subscription the watcher uses.
+//! Thin rtnetlink wrappers: dumps parsed into small domain types, link
+//! changes and removals one `ip` verb per function, additions batched
+//! ([`Batcher`]), and the event subscription the watcher uses.
 //!
 //! Every route and rule created here carries [`ROUTE_PROTOCOL`]; callers use
 //! the protocol of dumped objects to tell ours from everyone else's.
@@ -18,15 +19,13 @@ use rtnetlink::Handle;
 
 pub use crate::plan::ROUTE_PROTOCOL;
 pub(crate) use addr::addr_message;
-pub use addr::{Addr, addr_add, addr_del, addr_list};
+pub use addr::{Addr, addr_del, addr_list};
 pub use batch::{BatchError, Batcher, Request};
 pub use link::{Link, link_list, link_set_mtu, link_set_up, link_show};
 pub(crate) use route::route_message;
-pub use route::{
-    Route, route_add, route_del, route_list, route_list_table, route_list_table_both, route_replace,
-};
+pub use route::{Route, route_del, route_list, route_list_table, route_list_table_both};
 pub(crate) use rule::rule_message;
-pub use rule::{Rule, rule_add, rule_del, rule_list};
+pub use rule::{Rule, rule_del, rule_list};
 pub use watch::{Event, EventStream, Interest, subscribe};
 
 /// A netlink operation failed.

@@ -8,7 +8,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::{NetlinkError, ROUTE_PROTOCOL, collect, dev};
-use crate::plan::{IpNet, RouteSpec, Scope, display_route_cmd};
+use crate::plan::{IpNet, RouteSpec, Scope};
 
 /// A unicast route as dumped from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,32 +246,6 @@ pub(crate) fn route_message(spec: &RouteSpec, oif: u32) -> RouteMessage {
             b.build()
         }
     }
-}
-
-/// `ip route add <spec> dev <oif> proto 237`
-pub async fn route_add(handle: &Handle, spec: &RouteSpec, oif: u32) -> Result<(), NetlinkError> {
-    handle
-        .route()
-        .add(route_message(spec, oif))
-        .execute()
-        .await
-        .map_err(|e| NetlinkError::request(display_route_cmd("add", spec, &dev(oif)), e))
-}
-
-/// `ip route replace <spec> dev <oif> proto 237`: for a route of ours whose
-/// attributes drifted; the route never disappears in between.
-pub async fn route_replace(
-    handle: &Handle,
-    spec: &RouteSpec,
-    oif: u32,
-) -> Result<(), NetlinkError> {
-    handle
-        .route()
-        .add(route_message(spec, oif))
-        .replace()
-        .execute()
-        .await
-        .map_err(|e| NetlinkError::request(display_route_cmd("replace", spec, &dev(oif)), e))
 }
 
 /// `ip route del <route>` (the dumped route, matched exactly).

@@ -12,7 +12,7 @@ use rtnetlink::packet_route::route::RouteProtocol;
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 
 use super::{NetlinkError, ROUTE_PROTOCOL, collect};
-use crate::plan::{IpNet, RuleSpec, display_rule_cmd};
+use crate::plan::{IpNet, RuleSpec};
 
 /// A rule as dumped from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,15 +125,6 @@ pub async fn rule_list(handle: &Handle, ipv6: bool) -> Result<Vec<Rule>, Netlink
     };
     let msgs = collect(cmd, handle.rule().get(v).execute()).await?;
     Ok(msgs.iter().map(Rule::from_message).collect())
-}
-
-/// `ip rule add [from <src>] lookup <table> [suppress_prefixlength N] pref <P> proto 237`
-pub async fn rule_add(handle: &Handle, spec: &RuleSpec) -> Result<(), NetlinkError> {
-    let mut add = handle.rule().add();
-    *add.message_mut() = rule_message(spec);
-    add.execute()
-        .await
-        .map_err(|e| NetlinkError::request(display_rule_cmd("add", spec), e))
 }
 
 /// The netlink message for `spec`: `action to_tbl`, stamped with our protocol.
