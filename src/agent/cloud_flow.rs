@@ -111,6 +111,15 @@ pub enum AttachError {
         vswitch: String,
     },
     #[error(
+        "{eni_id} does not exist in region {region} (DescribeNetworkInterfaceAttribute RequestId {request_id}); \
+         check the ENI id, and api.region in the configuration"
+    )]
+    NotFound {
+        eni_id: String,
+        region: String,
+        request_id: String,
+    },
+    #[error(
         "timed out after {waited:?} waiting for {eni_id} to become {wanted}; last status {last}"
     )]
     Timeout {
@@ -138,14 +147,24 @@ pub enum Readiness {
 }
 
 /// The ENI as it stands, with the RequestId of the Describe.
+/// An ENI that does not exist is [`AttachError::NotFound`], naming the id
+/// and the region.
 pub async fn describe(
     client: &EcsClient,
     eni_id: &str,
-) -> Result<(NetworkInterface, String), CloudError> {
-    let r = client
+) -> Result<(NetworkInterface, String), AttachError> {
+    match client
         .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new(eni_id))
-        .await?;
-    Ok((r.body, r.request_id))
+        .await
+    {
+        Ok(r) => Ok((r.body, r.request_id)),
+        Err(e) if e.code() == Some("InvalidEniId.NotFound") => Err(AttachError::NotFound {
+            eni_id: eni_id.to_owned(),
+            region: client.region().to_owned(),
+            request_id: e.api().map(|a| a.request_id.clone()).unwrap_or_default(),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads the ENI and brings it to Available or attached-here: waits out

@@ -77,8 +77,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the kernel operations that would configure ENI_ID; change nothing.
-    Plan { eni_id: String },
+    /// Print the kernel operations that would configure ENI_ID: only what differs from
+    /// the kernel now (nothing on a configured ENI); change nothing.
+    Plan {
+        /// The ENI id (eni-...).
+        eni_id: String,
+        /// Print the whole desired state instead of what would change.
+        #[arg(long)]
+        full: bool,
+    },
     /// Show an ENI's facts as the ECS API reports them (DescribeNetworkInterfaceAttribute).
     Describe {
         /// The ENI id (eni-...).
@@ -107,7 +114,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             return agent_cmds::exit(agent_cmds::detach(&cli, eni_id, *timeout).await);
         }
         Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json).await),
-        Command::Plan { eni_id } => return agent_cmds::exit(agent_cmds::plan(&cli, eni_id).await),
+        Command::Plan { eni_id, full } => {
+            return agent_cmds::exit(agent_cmds::plan(&cli, eni_id, *full).await);
+        }
         Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
         Command::Metadata => inspect::metadata(&cli).await,
         Command::CheckConfig { file } => check_config(&cli, file.as_deref()),
