@@ -629,8 +629,18 @@ fn plan_prints_and_changes_nothing() {
     env.attach(ENI1).expect_code(0, "attach");
     let before = env.snapshot("eth1", TABLE);
     let calls_before = env.calls().len();
+    // Right after the attach (the metadata service may still lag): nothing
+    // would change on the configured ENI.
     let out = env.run(&["plan", ENI1], Duration::from_secs(20));
     out.expect_code(0, "plan");
+    assert!(out.stdout.contains("# 0 changes on eth1"), "{}", out.stdout);
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("ip ")),
+        "{}",
+        out.stdout
+    );
+    let out = env.run(&["plan", ENI1, "--full"], Duration::from_secs(20));
+    out.expect_code(0, "plan --full");
     assert!(
         out.stdout.contains("eth1") && out.stdout.contains(&TABLE.to_string()),
         "{}",

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tracing::warn;
 
 use super::facts;
+use crate::backoff::Poll;
 use crate::config::EniConfig;
 use crate::mac::MacAddr;
 use crate::metadata::{MetadataClient, MetadataError};
@@ -141,8 +142,7 @@ impl Subnets<'_> {
             let Ok(md) = self.metadata.interface(mac).await else {
                 continue;
             };
-            if md.vswitch_id.as_deref() != Some(vswitch_id) || facts::ipv6_facts_missing(eni, &md)
-            {
+            if md.vswitch_id.as_deref() != Some(vswitch_id) || facts::ipv6_facts_missing(eni, &md) {
                 continue;
             }
             if let Some(subnet) = facts::subnet_facts(&md) {
@@ -158,7 +158,11 @@ impl Subnets<'_> {
 
     /// The facts as they are now, without waiting: the ENI's own entry when
     /// complete, else a sibling NIC's in the same vSwitch.
-    pub async fn now(&self, vswitch_id: &str, eni: &EniFacts) -> Result<SubnetFacts, PlanningError> {
+    pub async fn now(
+        &self,
+        vswitch_id: &str,
+        eni: &EniFacts,
+    ) -> Result<SubnetFacts, PlanningError> {
         let mac = MacAddr(eni.mac.0);
         let why = match self.metadata.interface(mac).await {
             Ok(md) => match facts::subnet_facts(&md) {
@@ -193,7 +197,7 @@ impl Subnets<'_> {
     ) -> Result<SubnetFacts, PlanningError> {
         let mac = MacAddr(eni.mac.0);
         let started = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(50);
+        let mut schedule = Poll::new(Duration::from_millis(50), Duration::from_secs(1), timeout);
         loop {
             match self.metadata.interface(mac).await {
                 Ok(md) => {
@@ -205,7 +209,7 @@ impl Subnets<'_> {
                 }
                 // A flaky metadata service (429/5xx beyond the client's own
                 // retries) is waited out like lagging facts, within the timeout.
-                Err(source) if source.is_transient() && started.elapsed() + delay <= timeout => {
+                Err(source) if source.is_transient() => {
                     warn!(eni = %eni.eni_id, error = %source, "metadata service error; trying again");
                 }
                 Err(source) => {
@@ -215,15 +219,13 @@ impl Subnets<'_> {
                     });
                 }
             }
-            if started.elapsed() + delay > timeout {
+            if !schedule.wait().await {
                 return Err(PlanningError::SubnetFactsMissing {
                     eni_id: eni.eni_id.clone(),
                     mac,
                     waited: started.elapsed(),
                 });
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 }
@@ -250,9 +252,11 @@ pub async fn table(
             if let Some(t) = tables.get(eni_id) {
                 return Ok(TableChoice::Allocated(t));
             }
-            let in_use = super::context::foreign_tables().await.map_err(|source| PlanningError::Netlink {
-                eni_id: eni_id.to_owned(),
-                source,
+            let in_use = super::context::foreign_tables().await.map_err(|source| {
+                PlanningError::Netlink {
+                    eni_id: eni_id.to_owned(),
+                    source,
+                }
             })?;
             let allocation =
                 tables

@@ -227,15 +227,18 @@ pub async fn bring_up(
                 timeline: tl.clone(),
             })
         }
+        // The waits inside share the command's deadline; one that ends
+        // with it is the same timeout, told once, with the phases.
+        Ok(Err(e)) if e.is_timeout() => Err(WorkerError::Timeout {
+            eni_id: eni_id.to_owned(),
+            timeout: ctx.agent.attach_timeout,
+            last: format!("{}; {e}", last_phase(&tl)),
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(WorkerError::Timeout {
             eni_id: eni_id.to_owned(),
             timeout: ctx.agent.attach_timeout,
-            last: if tl.marks().is_empty() {
-                "not described yet".into()
-            } else {
-                tl.to_string()
-            },
+            last: last_phase(&tl),
         }),
     };
     let saved = ctx.store.update(eni_id, instance, |r| {
@@ -264,6 +267,15 @@ pub async fn bring_up(
     result
 }
 
+/// The phases reached, for a timeout message.
+fn last_phase(tl: &Timeline) -> String {
+    if tl.marks().is_empty() {
+        "not described yet".into()
+    } else {
+        tl.to_string()
+    }
+}
+
 /// Hands `plan` to the converger.
 async fn manage(ctx: &Context, plan: &Plan) -> Result<(), WorkerError> {
     ctx.converger
@@ -290,9 +302,7 @@ pub async fn make_plan(
     entry: &EniConfig,
     eni: &EniFacts,
 ) -> Result<Plan, WorkerError> {
-    let subnet = subnets(ctx)
-        .wait_own(eni, ctx.agent.attach_timeout)
-        .await?;
+    let subnet = subnets(ctx).wait_own(eni, ctx.agent.attach_timeout).await?;
     let (plan, _) =
         planning::plan(&TablePolicy::Allocate(&ctx.tables), entry, eni, &subnet).await?;
     Ok(plan)

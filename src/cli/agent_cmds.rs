@@ -132,6 +132,43 @@ pub async fn detach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
     Ok(())
 }
 
+/// How long `forget` waits while another one-shot holds the lock.
+const FORGET_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// `eni-agent forget ENI_ID`: removes the ENI's state record and nothing
+/// else — no kernel object, no API call; its table stays reserved so that a
+/// later attach of the ENI reuses it. Takes the one-shot lock without
+/// waiting for a daemon, so it refuses while the daemon runs.
+pub async fn forget(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
+    let config = load_config(cli).map_err(Failure::permanent)?;
+    let dir = &config.agent.state_dir;
+    let store = if dir.exists() {
+        StateStore::open(dir).map_err(Failure::permanent)?
+    } else {
+        return Err(Failure::permanent(format!(
+            "{eni_id}: no record to forget (no state in {})",
+            dir.display()
+        )));
+    };
+    let _lock = store.lock_one_shot(FORGET_LOCK_WAIT).await.map_err(|e| {
+        Failure::permanent(format!(
+            "{e}; `forget` changes the state only while no daemon runs"
+        ))
+    })?;
+    let Some(record) = store.load(eni_id).map_err(Failure::permanent)? else {
+        return Err(Failure::permanent(format!(
+            "{eni_id}: no record to forget in {}",
+            store.dir().display()
+        )));
+    };
+    store.remove(eni_id).map_err(Failure::permanent)?;
+    println!(
+        "{eni_id}: record forgotten (was {:?}/{:?}); nothing changed in the kernel or the cloud",
+        record.intent, record.progress
+    );
+    Ok(())
+}
+
 /// What the kernel has for a managed NIC right now.
 #[derive(Debug, Default, serde::Serialize)]
 struct Live {
@@ -175,7 +212,17 @@ async fn live(handle: &rtnetlink::Handle, ifindex: u32) -> Option<Live> {
 /// for each NIC now.
 pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     let config = load_config(cli).map_err(Failure::permanent)?;
-    let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
+    let dir = &config.agent.state_dir;
+    // Reading must not create the state directory.
+    if !dir.exists() {
+        if json {
+            println!("[]");
+        } else {
+            println!("no ENI managed (no state in {})", dir.display());
+        }
+        return Ok(());
+    }
+    let store = StateStore::open(dir).map_err(Failure::permanent)?;
     let records = store.load_all().map_err(Failure::permanent)?;
     let handle = crate::netlink::connect().ok();
     let mut rows = Vec::new();

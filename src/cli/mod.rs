@@ -59,6 +59,7 @@ pub enum Command {
     /// One-shot (cloud-init): attach ENI_ID, configure it, exit 0 once configured
     /// (1: permanent error, 2: timeout, 64: bad usage).
     Attach {
+        /// The ENI id (eni-...).
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -67,6 +68,7 @@ pub enum Command {
     /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available
     /// (1: permanent error, 2: timeout; a rerun resumes an interrupted detach).
     Detach {
+        /// The ENI id (eni-...).
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -74,8 +76,15 @@ pub enum Command {
     },
     /// Each managed ENI: state, interface, table, last phase timings, last error.
     Status {
+        /// Print the records (and what the kernel has for each NIC) as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Drop the agent's record of ENI_ID (e.g. a detach the API refused); changes
+    /// nothing in the kernel or the cloud. Refused while the daemon runs: stop it first.
+    Forget {
+        /// The ENI id (eni-...).
+        eni_id: String,
     },
     /// Print the kernel operations that would configure ENI_ID: only what differs from
     /// the kernel now (nothing on a configured ENI); change nothing.
@@ -114,6 +123,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             return agent_cmds::exit(agent_cmds::detach(&cli, eni_id, *timeout).await);
         }
         Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json).await),
+        Command::Forget { eni_id } => {
+            return agent_cmds::exit(agent_cmds::forget(&cli, eni_id).await);
+        }
         Command::Plan { eni_id, full } => {
             return agent_cmds::exit(agent_cmds::plan(&cli, eni_id, *full).await);
         }
