@@ -405,7 +405,7 @@ pub fn exit(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("eni-agent: {}", f.message);
+            eprintln!("eni-agent: {}", super::one_line(&f.message));
             ExitCode::from(f.code)
         }
     }

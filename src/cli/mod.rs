@@ -2,6 +2,7 @@
 //! `main.rs` only parses, sets up logging and maps the outcome to an exit code.
 
 mod agent_cmds;
+mod check;
 mod inspect;
 
 use std::path::PathBuf;
@@ -62,7 +63,7 @@ pub enum Command {
         /// The ENI id (eni-...).
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = check::parse_timeout)]
         timeout: Option<std::time::Duration>,
     },
     /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available
@@ -71,7 +72,7 @@ pub enum Command {
         /// The ENI id (eni-...).
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = check::parse_timeout)]
         timeout: Option<std::time::Duration>,
     },
     /// Each managed ENI: state, interface, table, last phase timings, last error.
@@ -105,7 +106,8 @@ pub enum Command {
     },
     /// Show what the instance metadata service reports: identity and every attached ENI.
     Metadata,
-    /// Check a configuration file (default: --config or /etc/eni-agent/config.toml) and print what it means.
+    /// Check a configuration file (default: --config or /etc/eni-agent/config.toml) and print
+    /// the effective configuration: every setting with its default resolved, and the credential chain.
     CheckConfig {
         /// The file to check.
         file: Option<PathBuf>,
@@ -131,58 +133,26 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
         Command::Metadata => inspect::metadata(&cli).await,
-        Command::CheckConfig { file } => check_config(&cli, file.as_deref()),
+        Command::CheckConfig { file } => check::check_config(&cli, file.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eni-agent: {e}");
+            eprintln!("eni-agent: {}", one_line(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
-/// `eni-agent check-config [FILE]`: parse and validate, print a summary.
-fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), String> {
-    let path = file
-        .or(cli.config.as_deref())
-        .unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    println!("{}: valid", path.display());
-    println!(
-        "  api: region {}, endpoint {}, signature {:?}, {} attempts within {}",
-        config.api.region.as_deref().unwrap_or("(from metadata)"),
-        config
-            .api
-            .endpoint
-            .as_deref()
-            .unwrap_or("(default for the region)"),
-        config.api.signature,
-        config.api.retry.max_attempts,
-        humantime::format_duration(config.api.retry.deadline)
-    );
-    println!(
-        "  metadata: {}{}",
-        config
-            .metadata
-            .endpoint
-            .as_deref()
-            .unwrap_or(crate::metadata::DEFAULT_ENDPOINT),
-        if config.metadata.require_token {
-            ", token required"
-        } else {
-            ""
-        }
-    );
-    println!(
-        "  credentials: {}",
-        match (&config.credentials.file, &config.credentials.ram_role) {
-            (Some(f), _) => format!("environment, else file {}", f.display()),
-            (None, Some(r)) => format!("environment, else RAM role {r}"),
-            (None, None) => "environment, else the instance RAM role".to_owned(),
-        }
-    );
-    Ok(())
+/// An error message on one line: a server's multi-line text (a canonical
+/// request echoed back) must not spill over the terminal.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The configuration: the named file, else the default file if it exists,

@@ -49,7 +49,7 @@ use serde::Deserialize;
 use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
 
-pub use eni::{EniConfig, EniSelector, is_eni_id};
+pub use eni::{EniConfig, EniError, EniSelector, is_eni_id};
 
 /// Environment variable that overrides the ECS endpoint (any URL; http allowed).
 pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
@@ -237,6 +237,15 @@ pub struct CredentialsConfig {
     pub ram_role: Option<String>,
 }
 
+/// The longest duration any setting (or `--timeout`) accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Why [`Config::validate`] refused: a value, or an `[[eni]]` entry.
+enum Invalid {
+    Value(String),
+    Eni(eni::EniError),
+}
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -266,9 +275,12 @@ impl Config {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
+        config.validate().map_err(|invalid| ConfigError::Invalid {
             origin: origin.to_owned(),
-            message: eni::with_line(&message, text),
+            message: match invalid {
+                Invalid::Value(message) => message,
+                Invalid::Eni(e) => e.with_line(text),
+            },
         })?;
         Ok(config)
     }
@@ -283,7 +295,56 @@ impl Config {
     }
 
     /// Checks the values serde cannot.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
+        self.validate_values().map_err(Invalid::Value)?;
+        let a = &self.agent;
+        eni::validate(&self.eni, a.table_min..=a.table_max).map_err(Invalid::Eni)
+    }
+
+    /// Durations: none zero where zero gives up at once, none absurdly long.
+    fn validate_durations(&self) -> Result<(), String> {
+        let (a, api, r) = (&self.agent, &self.api, &self.api.retry);
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        for (key, value, min, max) in [
+            ("agent.attach_timeout", a.attach_timeout, s(1), MAX_DURATION),
+            (
+                "agent.describe_interval",
+                a.describe_interval,
+                s(5),
+                MAX_DURATION,
+            ),
+            ("api.connect_timeout", api.connect_timeout, ms(1), s(600)),
+            ("api.request_timeout", api.request_timeout, ms(1), s(3600)),
+            ("api.retry.deadline", r.deadline, ms(1), MAX_DURATION),
+            ("api.retry.max_delay", r.max_delay, ms(0), s(3600)),
+            (
+                "api.retry.throttle_max_delay",
+                r.throttle_max_delay,
+                ms(0),
+                s(3600),
+            ),
+            ("metadata.timeout", self.metadata.timeout, ms(1), s(600)),
+        ] {
+            if value < min || value > max {
+                return Err(format!(
+                    "{key} = {:?} is out of range: give between {} and {}{}",
+                    humantime::format_duration(value).to_string(),
+                    humantime::format_duration(min),
+                    humantime::format_duration(max),
+                    if key == "agent.describe_interval" {
+                        " (the ECS API is rate limited)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_values(&self) -> Result<(), String> {
+        self.validate_durations()?;
         let r = &self.api.retry;
         if r.max_attempts == 0 {
             return Err("api.retry.max_attempts must be at least 1 (1 = no retries)".into());
@@ -322,12 +383,6 @@ impl Config {
         {
             return Err("agent.table_min .. agent.table_max includes a reserved table (253 default, 254 main, 255 local)".into());
         }
-        if a.describe_interval < Duration::from_secs(5) {
-            return Err(
-                "agent.describe_interval must be at least 5s (the ECS API is rate limited)".into(),
-            );
-        }
-        eni::validate(&self.eni, a.table_min..=a.table_max)?;
         for (key, value) in [
             ("api.endpoint", &self.api.endpoint),
             ("metadata.endpoint", &self.metadata.endpoint),
@@ -430,5 +485,21 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("max_attempts"), "{err}");
+        for (text, key) in [
+            ("[agent]\nattach_timeout = \"0s\"\n", "agent.attach_timeout"),
+            (
+                "[agent]\nattach_timeout = \"400days\"\n",
+                "agent.attach_timeout",
+            ),
+            ("[agent]\ndescribe_interval = \"1s\"\n", "rate limited"),
+            ("[api]\nrequest_timeout = \"0s\"\n", "api.request_timeout"),
+            ("[metadata]\ntimeout = \"0ms\"\n", "metadata.timeout"),
+        ] {
+            let err = Config::from_toml(text, "t").expect_err(text).to_string();
+            assert!(
+                err.contains(key) && err.contains("out of range"),
+                "{text}: {err}"
+            );
+        }
     }
 }
