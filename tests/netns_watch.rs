@@ -367,7 +367,13 @@ fn netns_watch_ignores_stacked_devices_sharing_the_mac() {
             let (mut conv, handle) = Converger::new(cfg()).expect("converger");
             conv.manage(plan.clone()).expect("no conflict");
             let mut run = start(conv, handle);
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The converger answers a status only after its start dump has
+            // seen the macvlan and the bridge.
+            let st = run.handle.status().await.expect("status");
+            assert_eq!(
+                st["eni-test8"].ifindex, None,
+                "bound to a macvlan or bridge"
+            );
             assert!(
                 !matches!(run.events.try_recv(), Ok(ConvergeEvent::Bound { .. })),
                 "bound to a macvlan or bridge"
