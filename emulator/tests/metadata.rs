@@ -378,9 +378,9 @@ fn scenario_key_pairs_are_checked() {
     s.instances[0]
         .key_pairs
         .insert("bad id".into(), "ssh-rsa AAAA".into());
-    let err = ecs_emulator::model::State::from_scenario(&s)
-        .err()
-        .expect("a key pair id with a space is refused");
+    let Err(err) = ecs_emulator::model::State::from_scenario(&s) else {
+        panic!("a key pair id with a space is refused");
+    };
     let msg = err.to_string();
     assert!(
         msg.contains(INSTANCE) && msg.contains("bad id"),
