@@ -26,8 +26,10 @@ Prints one line per check and ends with "cloudinit-compat: N passed, M failed".
 
 import json
 import logging
+import os
 import sys
 import tempfile
+import time
 import urllib.request
 
 from cloudinit import distros, helpers, url_helper
@@ -106,6 +108,17 @@ def expected():
     return inst, enis, state
 
 
+def kernel_macs():
+    """MAC → interface name of this namespace's NICs."""
+    names = {}
+    for name in os.listdir("/sys/class/net"):
+        try:
+            names[open(f"/sys/class/net/{name}/address").read().strip()] = name
+        except OSError:
+            pass
+    return names
+
+
 def expected_network(enis, instance_id):
     """What cloud-init 22.4.2 renders from Alibaba metadata: per NIC in the
     metadata dhcp4 (dhcp6 too when the MAC has ipv6s), route metric
@@ -116,13 +129,7 @@ def expected_network(enis, instance_id):
         (e for e in enis.values() if e.get("instance_id") == instance_id and e["status"] == "InUse"),
         key=lambda e: e["mac"],
     )
-    names = {}
-    for nic in open("/proc/net/dev").read().splitlines()[2:]:
-        name = nic.split(":")[0].strip()
-        try:
-            names[open(f"/sys/class/net/{name}/address").read().strip()] = name
-        except OSError:
-            pass
+    names = kernel_macs()
     out = {"version": 2, "ethernets": {}}
     for idx, e in enumerate(attached, start=1):
         name = names[e["mac"]]
@@ -177,6 +184,21 @@ def main():
     want_keys = sorted(k.strip() for k in inst.get("key_pairs", {}).values())
     zone = [e for e in enis.values() if e["id"] == READY["primary_eni_id"]][0]["zone_id"]
 
+    # The emulator plugs the NICs and publishes the MACs right after its
+    # ready line: wait for both before cloud-init looks.
+    macs = sorted(e["mac"] for e in enis.values()
+                  if e.get("instance_id") == inst["id"] and e["status"] == "InUse")
+    deadline = time.monotonic() + 20
+    while True:
+        plugged = sorted(m for m in macs if m in kernel_macs())
+        listed = url_helper.readurl(f"{MD}/latest/meta-data/network/interfaces/macs/", retries=0).contents
+        listed = sorted(m.rstrip("/") for m in listed.decode().splitlines())
+        if plugged == macs and listed == macs or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    ok(plugged == macs and listed == macs,
+       f"NICs {macs} plugged in the namespace ({plugged}) and listed in metadata ({listed})")
+
     # --- normal mode: the datasource as Debian ships it -------------------
     control("PATCH", "/settings", {"metadata": {"hardened_only": False}})
     ds = datasource(max_wait=10)
@@ -203,6 +225,9 @@ def main():
     ok(ud == inst["user_data"].encode(), f"[normal] user-data {ud!r}")
     ok(ds.vendordata_raw is None,
        f"[normal] 22.4.2's datasource does not read vendor-data: {ds.vendordata_raw!r}")
+    # Newer cloud-init reads it with url_helper.read_file_or_url, as here.
+    vd = url_helper.read_file_or_url(f"{MD}/{VERSION}/vendor-data").contents
+    ok(vd == inst["vendor_data"].encode(), f"[normal] vendor-data read with cloud-init's url_helper {vd!r}")
     ok("AccessKeySecret" not in json.dumps(ds.metadata), "[normal] no RAM credentials crawled")
     net = ds.network_config
     print("rendered network config: " + json.dumps(net, sort_keys=True))
