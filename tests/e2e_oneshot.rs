@@ -143,6 +143,28 @@ fn detach_removes_everything() {
         "{}",
         out.stdout
     );
+    // What was removed, in `ip` syntax: the rule's priority as `priority N`,
+    // the link by its name.
+    let removed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ip "))
+        .collect();
+    assert!(
+        removed
+            .iter()
+            .any(|l| l.starts_with("ip rule del priority "))
+            && removed.iter().any(|l| l.contains(" dev eth1")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !removed
+            .iter()
+            .any(|l| l.contains(" dev if") || l.contains("del 20")),
+        "{}",
+        out.stdout
+    );
     assert_eq!(env.eni_state(ENI1).0, "Available");
     assert_eq!(env.successes("DetachNetworkInterface", ENI1), 1);
     assert!(
