@@ -120,5 +120,6 @@ pub(crate) fn dev(index: u32) -> String {
     nix::net::if_::if_indextoname(index)
         .ok()
         .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
         .unwrap_or_else(|| format!("if{index}"))
 }
