@@ -11,6 +11,7 @@ mod attach;
 pub mod auth;
 mod describe;
 pub mod error;
+mod family;
 mod ip_ops;
 mod lifecycle;
 pub mod params;
