@@ -289,18 +289,26 @@ fn the_demo_shows_a_consistent_picture() {
         status.iter().any(|l| l.trim_start().starts_with("link up")),
         "status does not say link up: {status:#?}"
     );
-    let links: Vec<&str> = kernel.iter().copied().filter(|l| l.contains('<')).collect();
-    assert_eq!(
-        links.len(),
-        1,
-        "one `ip -br link` line for the NIC: {kernel:#?}"
+    let ifname = status
+        .first()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("status names the interface");
+    let nic: Vec<&str> = kernel
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with(&format!("{ifname}@")) || l.starts_with(&format!("{ifname} ")))
+        .collect();
+    assert!(
+        !nic.is_empty(),
+        "no `ip -br` line for {ifname}: {kernel:#?}"
     );
-    assert_eq!(
-        links[0].split_whitespace().nth(1),
-        Some("UP"),
-        "status says link up but the kernel view says otherwise: {}",
-        links[0]
-    );
+    for l in &nic {
+        assert_eq!(
+            l.split_whitespace().nth(1),
+            Some("UP"),
+            "status says link up but the kernel view says otherwise: {l}"
+        );
+    }
 
     let routes: Vec<&str> = kernel
         .iter()
