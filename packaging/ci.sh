@@ -46,6 +46,7 @@ command -v rpm >/dev/null || need_apt+=(rpm)
 command -v rpmlint >/dev/null || need_apt+=(rpmlint)
 [ -x /usr/bin/cloud-init ] || need_apt+=(cloud-init)
 command -v objdump >/dev/null || need_apt+=(binutils)
+command -v unshare >/dev/null || need_apt+=(util-linux) # packaging/throwaway-root.sh
 command -v gzip >/dev/null || need_apt+=(gzip)
 dpkg -s ca-certificates >/dev/null 2>&1 || need_apt+=(ca-certificates)
 if [ "${#need_apt[@]}" -gt 0 ]; then
