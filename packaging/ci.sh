@@ -280,8 +280,7 @@ ok "the one-ENI configs (README, cloud-init) pass check-config"
 # --- install, upgrade, remove, purge of the .deb, in a throw-away root ---------
 # An overlay over / in a private mount namespace (packaging/throwaway-root.sh):
 # dpkg runs for real, with the host's dpkg database and maintainer-script
-# tools, but nothing reaches the host. The real install under systemd is the
-# VM suite's.
+# tools, but nothing reaches the host.
 say "install test of $deb in a throw-away root"
 cargo deb --locked --no-build -p eni-agent --target "$TRIPLE" --deb-revision 2 -o "$work/" >/dev/null
 deb2=$(ls "$work"/eni-agent_*-2_amd64.deb)
