@@ -1,4 +1,4 @@
-//! Faults (issue 7): the daemon converges every ENI through a hostile ECS
+//! Faults: the daemon converges every ENI through a hostile ECS
 //! and metadata service — 30 % InternalError/ServiceUnavailable, throttling,
 //! dropped connections, a 2 s latency spike on Attach, metadata 5xx and lag —
 //! without a panic, with every API error logged with its RequestId, and
