@@ -38,9 +38,13 @@ daemon_running() {
     done
     return 1
 }
-printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-chmod 755 /usr/sbin/policy-rc.d
 snapshot >/tmp/before
+policy_rc_d=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    policy_rc_d=1
+fi
 
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" || fail "dpkg -i"
 [ "$(dpkg-query -W -f '${Status}' eni-agent)" = "install ok installed" ] || fail "not installed"
@@ -70,7 +74,7 @@ ok "removed: binary gone, config and state kept"
 dpkg --purge eni-agent || fail "dpkg --purge"
 dpkg -s eni-agent >/dev/null 2>&1 && fail "still known to dpkg after purge"
 [ ! -e /etc/eni-agent ] && [ ! -e /var/lib/eni-agent ] || fail "purge left /etc/eni-agent or /var/lib/eni-agent"
-rm -f /usr/sbin/policy-rc.d
+[ "$policy_rc_d" = 1 ] && rm -f /usr/sbin/policy-rc.d
 snapshot >/tmp/after
 # The lower layer is the live host: its own changes meanwhile show through
 # and are reported without failing; anything of ours fails.
