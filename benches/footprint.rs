@@ -1,4 +1,4 @@
-//! Benchmark 3 of issue 7: footprint.
+//! Benchmark 3 in BENCHMARKS.md: footprint.
 //!
 //! - the stripped release binary's size (goal ≤ 6 MB);
 //! - the RSS of `eni-agent run` managing 8 ENIs after `--idle-secs`
