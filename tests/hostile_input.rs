@@ -18,13 +18,14 @@ fn subnet() -> SubnetFacts {
         gateway: "192.168.10.253".parse().expect("gw"),
         ipv6_gateway: Some("2408:4005:3a0:7101::1".parse().expect("gw6")),
         vswitch_ipv6_cidr: Some("2408:4005:3a0:7101::/64".parse::<IpNet>().expect("cidr6")),
+        vpc_cidr: None,
     }
 }
 
 /// Describe JSON → facts → plan; the error text when refused.
 fn pipeline(json: &str) -> Result<plan::Plan, String> {
     let ni: NetworkInterface = serde_json::from_str(json).map_err(|e| format!("decode: {e}"))?;
-    let f = facts::eni_facts(&ni).map_err(|e| e.to_string())?;
+    let f = facts::eni_facts(&ni, "eni-1").map_err(|e| e.to_string())?;
     plan::plan(&f, &subnet(), &EniOptions::default(), 10001).map_err(|e| e.to_string())
 }
 

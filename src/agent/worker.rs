@@ -63,6 +63,10 @@ pub enum WorkerError {
         #[source]
         source: ConvergeError,
     },
+    /// The guard refused the ENI (primary NIC, foreign NIC or addresses),
+    /// or could not read the kernel to decide.
+    #[error("{0}")]
+    Guard(crate::apply::ApplyError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -84,6 +88,7 @@ impl WorkerError {
             Self::Attach(e) => e.is_timeout(),
             Self::Metadata { source, .. } => source.is_transient(),
             Self::SubnetFactsMissing { .. } | Self::Timeout { .. } | Self::Netlink { .. } => true,
+            Self::Guard(e) => !e.is_permanent(),
             _ => false,
         }
     }
@@ -156,7 +161,10 @@ pub async fn bring_up(
         };
         // Parse the facts before attaching: a malformed answer must not
         // leave an ENI attached and half configured.
-        let eni_facts = facts::eni_facts(&ni)?;
+        let eni_facts = facts::eni_facts(&ni, eni_id)?;
+        // Before anything is written or attached: never the primary NIC,
+        // never a NIC or an address that is not the agent's.
+        guard(ctx, &eni_facts).await?;
         if let Some(dirs) = &ctx.handoff {
             dirs.install(eni_id, MacAddr(eni_facts.mac.0))?;
         }
@@ -255,6 +263,7 @@ pub async fn bring_up(
                 r.ifname = Some(c.ifname.clone());
                 r.table = Some(c.plan.table);
                 r.mac = Some(c.facts.mac.to_string());
+                r.addresses = recorded_addresses(&c.plan);
                 r.last_error = None;
             }
             Err(e) => {
@@ -269,6 +278,40 @@ pub async fn bring_up(
         warn!(eni = %eni_id, error = %e, "cannot record the ENI's state");
     }
     result
+}
+
+/// Refuses an ENI whose MAC is the primary NIC's, whose NIC carries what
+/// the agent did not add, or whose addresses are on another link.
+async fn guard(ctx: &Context, eni: &EniFacts) -> Result<(), WorkerError> {
+    let primary_mac = match ctx.metadata.primary_mac().await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warn!(eni = %eni.eni_id, error = %e, "cannot read the primary MAC from the metadata service; checking the NIC holding the default route only");
+            None
+        }
+    };
+    let addresses: Vec<std::net::IpAddr> = eni.addresses().into_iter().map(|(_, a)| a).collect();
+    let reconciler = crate::apply::Reconciler::connect().map_err(|source| WorkerError::Netlink {
+        eni_id: eni.eni_id.clone(),
+        source,
+    })?;
+    reconciler
+        .guard(&crate::apply::Candidate {
+            eni_id: &eni.eni_id,
+            mac: MacAddr(eni.mac.0),
+            addresses: &addresses,
+            primary_mac,
+        })
+        .await
+        .map_err(WorkerError::Guard)
+}
+
+/// The plan's addresses as the state records them (`ADDRESS/LEN`).
+pub fn recorded_addresses(plan: &Plan) -> Vec<String> {
+    plan.addresses
+        .iter()
+        .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+        .collect()
 }
 
 /// Hands `plan` to the converger.
@@ -446,6 +489,17 @@ async fn wait_converged(
                 return Ok((ifindex, name));
             }
             Ok(ConvergeEvent::Failed {
+                eni_id: id,
+                error,
+                permanent: true,
+                ..
+            }) if id == eni_id => {
+                return Err(WorkerError::Converger {
+                    eni_id: eni_id.to_owned(),
+                    source: ConvergeError::Refused(error),
+                });
+            }
+            Ok(ConvergeEvent::Failed {
                 eni_id: id, error, ..
             }) if id == eni_id => {
                 warn!(eni = %eni_id, %error, "configuring the NIC failed; the converger retries");
@@ -483,7 +537,7 @@ pub async fn refresh(ctx: &Context, current: &EniFacts) -> Result<Refresh, Worke
     if !here {
         return Ok(Refresh::NotHere(Box::new(ni)));
     }
-    let fresh = facts::eni_facts(&ni)?;
+    let fresh = facts::eni_facts(&ni, &current.eni_id)?;
     Ok(if fresh == *current {
         Refresh::Unchanged
     } else {

@@ -14,6 +14,7 @@ mod converger;
 mod diff;
 #[cfg(test)]
 mod diff_tests;
+mod guard;
 mod observe;
 mod ops;
 
@@ -33,7 +34,8 @@ use crate::sysctl::{Sysctl, SysctlError};
 pub use converger::{
     ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, EniStatus,
 };
-pub use diff::{Foreign, Observed, diff, rules_in_the_way};
+pub use guard::{Candidate, check as guard_check};
+pub use diff::{Foreign, Observed, diff, foreign_on_nic, rules_in_the_way};
 use ops::stages;
 pub use ops::{Op, OpCmd};
 
@@ -63,6 +65,40 @@ pub enum ApplyError {
         /// The name that no longer works.
         name: String,
     },
+    /// The NIC with the ENI's MAC carries addresses or routes eni-agent did
+    /// not add: it is another NIC (the primary, or one configured by someone
+    /// else) and is never touched.
+    #[error(
+        "refusing to configure {name} for {eni_id} (MAC {mac}): the NIC carries objects eni-agent \
+         did not add: {}; it is not a fresh ENI NIC (the primary NIC or one managed by something else) \
+         and nothing was changed — check the ENI's MacAddress in ECS, or remove those objects if the NIC \
+         really is this ENI's",
+        .foreign.join(", ")
+    )]
+    ForeignNic {
+        /// The ENI.
+        eni_id: String,
+        /// Its MAC.
+        mac: String,
+        /// The NIC's name.
+        name: String,
+        /// The foreign addresses and routes.
+        foreign: Vec<String>,
+    },
+    /// The ENI must not be taken on: its MAC or addresses belong to a NIC
+    /// that is not the agent's.
+    #[error(
+        "refusing {eni_id} (MAC {mac}): {reason}; nothing was changed — eni-agent never touches the \
+         primary NIC or what it did not add; check the ENI's MacAddress and addresses in ECS"
+    )]
+    Untouchable {
+        /// The ENI.
+        eni_id: String,
+        /// The MAC the API gave.
+        mac: String,
+        /// Why.
+        reason: String,
+    },
     /// The ENI's table holds routes or rules eni-agent does not own.
     #[error(
         "routing table {table} is in use by objects eni-agent does not own: {}; \
@@ -75,6 +111,14 @@ pub enum ApplyError {
         /// The foreign routes and rules.
         foreign: Vec<String>,
     },
+}
+
+impl ApplyError {
+    /// True when retrying cannot help until a person acts (the NIC is not
+    /// the ENI's to configure).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::ForeignNic { .. } | Self::Untouchable { .. })
+    }
 }
 
 /// What an apply did.
@@ -188,9 +232,17 @@ impl Reconciler {
         index: u32,
         obs: Observed,
     ) -> Result<ApplyReport, ApplyError> {
-        let ops = diff(plan, &obs).map_err(|Foreign(foreign)| ApplyError::TableInUse {
-            table: plan.table,
-            foreign,
+        let ops = diff(plan, &obs).map_err(|refusal| match refusal {
+            Foreign::Table(foreign) => ApplyError::TableInUse {
+                table: plan.table,
+                foreign,
+            },
+            Foreign::Nic(foreign) => ApplyError::ForeignNic {
+                eni_id: plan.eni_id.clone(),
+                mac: plan.mac.to_string(),
+                name: obs.link.name.clone(),
+                foreign,
+            },
         })?;
         let name = obs.link.name.clone();
         let mut report = ApplyReport {
@@ -325,15 +377,41 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Removes addresses a previous plan listed and the current one does not.
+    /// Removes addresses a previous plan listed and the current one does
+    /// not — only those the agent added (its mark, or on kernels without the
+    /// mark the plan's list, which is what the agent added); an address of
+    /// that IP someone else added stays.
     pub async fn remove_addresses(
         &self,
         index: u32,
         gone: &[AddressSpec],
     ) -> Result<Vec<String>, NetlinkError> {
+        let recorded: Vec<std::net::IpAddr> = gone.iter().map(|g| g.addr).collect();
         let mut done = Vec::new();
         for a in addr_list(&self.handle, index).await? {
-            if gone.iter().any(|g| g.addr == a.addr) {
+            if recorded.contains(&a.addr) && a.is_ours(&recorded) {
+                addr_del(&self.handle, &a).await?;
+                done.push(format!(
+                    "ip address del {}/{} dev if{index}",
+                    a.addr, a.prefix_len
+                ));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Every address of the agent's on link `index`: those with its mark,
+    /// and on kernels that drop the mark those in `recorded` (what the agent
+    /// recorded it added). Nothing else, whatever its IP.
+    async fn remove_own_addresses(
+        &self,
+        index: u32,
+        recorded: &[AddressSpec],
+    ) -> Result<Vec<String>, NetlinkError> {
+        let recorded: Vec<std::net::IpAddr> = recorded.iter().map(|g| g.addr).collect();
+        let mut done = Vec::new();
+        for a in addr_list(&self.handle, index).await? {
+            if a.is_ours(&recorded) {
                 addr_del(&self.handle, &a).await?;
                 done.push(format!(
                     "ip address del {}/{} dev if{index}",
@@ -345,8 +423,8 @@ impl Reconciler {
     }
 
     /// Removes the ENI's rules, its table's routes, its main-table routes and
-    /// (when `index` is given, i.e. the link still exists) the plan's
-    /// addresses, and nothing else. The shared `lookup main
+    /// (when `index` is given, i.e. the link still exists and is the ENI's)
+    /// the addresses it added, and nothing else. The shared `lookup main
     /// suppress_prefixlength 0` rule goes with the last ENI. Sysctls and
     /// channel counts stay. Goes on past failures and reports them all.
     pub async fn cleanup(
@@ -396,8 +474,7 @@ impl Reconciler {
             }
         }
         if let Some(index) = index {
-            let gone: Vec<AddressSpec> = plan.addresses.clone();
-            match self.remove_addresses(index, &gone).await {
+            match self.remove_own_addresses(index, &plan.addresses).await {
                 Ok(done) => ops.extend(done),
                 Err(e) => errors.push(e),
             }

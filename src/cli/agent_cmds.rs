@@ -270,7 +270,7 @@ pub async fn plan(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
     let (ni, request_id) = cloud_flow::describe(&client, eni_id)
         .await
         .map_err(Failure::permanent)?;
-    let eni = facts::eni_facts(&ni).map_err(Failure::permanent)?;
+    let eni = facts::eni_facts(&ni, eni_id).map_err(Failure::permanent)?;
     let md = metadata
         .interface(MacAddr(eni.mac.0))
         .await

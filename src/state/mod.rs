@@ -59,6 +59,11 @@ pub struct EniRecord {
     pub ifname: Option<String>,
     #[serde(default)]
     pub table: Option<u32>,
+    /// The addresses the agent added (`ADDRESS/LEN`), as recorded when it
+    /// configured the NIC: cleanup on kernels without the address mark
+    /// removes these and nothing else.
+    #[serde(default)]
+    pub addresses: Vec<String>,
     #[serde(default)]
     pub timeline: Vec<Mark>,
     #[serde(default)]
@@ -88,6 +93,7 @@ impl EniRecord {
             ifindex: None,
             ifname: None,
             table: None,
+            addresses: Vec::new(),
             timeline: Vec::new(),
             last_error: None,
             updated_at: 0,
