@@ -347,11 +347,11 @@ async fn keep(ctx: &Context, entry: &EniConfig, mut current: Configured) {
                 match worker::make_plan(ctx, entry, &fresh).await {
                     Ok(plan) => match ctx.converger.manage(plan.clone()).await {
                         Ok(()) => {
-                            let recorded = ctx.store.update(
-                                &fresh.eni_id,
-                                &ctx.identity.instance_id,
-                                |r| r.addresses = worker::recorded_addresses(&plan),
-                            );
+                            let recorded =
+                                ctx.store
+                                    .update(&fresh.eni_id, &ctx.identity.instance_id, |r| {
+                                        r.addresses = worker::recorded_addresses(&plan)
+                                    });
                             if let Err(e) = recorded {
                                 warn!(eni = %fresh.eni_id, error = %e, "cannot record the ENI's new addresses");
                             }

@@ -106,13 +106,24 @@ async fn cleanup_recorded(ctx: &Context, eni_id: &str) -> Result<Vec<String>, Wo
                 None
             }
             // Re-plugged since: the same MAC under a new ifindex.
-            None => links.iter().find(|l| l.is_nic_with_mac(mac)).map(|l| l.index),
+            None => links
+                .iter()
+                .find(|l| l.is_nic_with_mac(mac))
+                .map(|l| l.index),
         },
-        (Some(mac), None) => links.iter().find(|l| l.is_nic_with_mac(mac)).map(|l| l.index),
+        (Some(mac), None) => links
+            .iter()
+            .find(|l| l.is_nic_with_mac(mac))
+            .map(|l| l.index),
     };
     let addresses = record
         .as_ref()
-        .map(|r| r.addresses.iter().filter_map(|a| parse_recorded(a)).collect())
+        .map(|r| {
+            r.addresses
+                .iter()
+                .filter_map(|a| parse_recorded(a))
+                .collect()
+        })
         .unwrap_or_default();
     let plan = Plan {
         eni_id: eni_id.to_owned(),

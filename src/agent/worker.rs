@@ -291,10 +291,11 @@ async fn guard(ctx: &Context, eni: &EniFacts) -> Result<(), WorkerError> {
         }
     };
     let addresses: Vec<std::net::IpAddr> = eni.addresses().into_iter().map(|(_, a)| a).collect();
-    let reconciler = crate::apply::Reconciler::connect().map_err(|source| WorkerError::Netlink {
-        eni_id: eni.eni_id.clone(),
-        source,
-    })?;
+    let reconciler =
+        crate::apply::Reconciler::connect().map_err(|source| WorkerError::Netlink {
+            eni_id: eni.eni_id.clone(),
+            source,
+        })?;
     reconciler
         .guard(&crate::apply::Candidate {
             eni_id: &eni.eni_id,

@@ -50,7 +50,12 @@ impl Reconciler {
 }
 
 /// The pure part of [`Reconciler::guard`]: why the ENI must not be taken on.
-pub fn check(c: &Candidate<'_>, links: &[Link], main: &[Route], addrs: &[Addr]) -> Result<(), String> {
+pub fn check(
+    c: &Candidate<'_>,
+    links: &[Link],
+    main: &[Route],
+    addrs: &[Addr],
+) -> Result<(), String> {
     // Any link carrying the MAC, stacked ones (bond, VLAN) included.
     let carriers: Vec<&Link> = links
         .iter()

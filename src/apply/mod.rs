@@ -34,8 +34,8 @@ use crate::sysctl::{Sysctl, SysctlError};
 pub use converger::{
     ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, EniStatus,
 };
-pub use guard::{Candidate, check as guard_check};
 pub use diff::{Foreign, Observed, diff, foreign_on_nic, rules_in_the_way};
+pub use guard::{Candidate, check as guard_check};
 use ops::stages;
 pub use ops::{Op, OpCmd};
 

@@ -162,7 +162,9 @@ pub(crate) fn addr_message(index: u32, spec: &AddressSpec) -> AddressMessage {
     msg.attributes
         .push(AddressAttribute::Flags(wanted_flags(spec)));
     msg.attributes
-        .push(AddressAttribute::Protocol(AddressProtocol::from(ADDR_PROTOCOL)));
+        .push(AddressAttribute::Protocol(AddressProtocol::from(
+            ADDR_PROTOCOL,
+        )));
     msg
 }
 

@@ -81,8 +81,10 @@ pub enum Problem {
         cidr: IpNet,
     },
     /// A prefix length is not in the allowed range.
-    #[error("prefix length {len} is out of range (allowed {min}..={max})")]
+    #[error("{value}: prefix length {len} is out of range (allowed {min}..={max})")]
     PrefixLength {
+        /// The prefix or netmask as given.
+        value: String,
         /// The length found.
         len: u8,
         /// Smallest allowed.

@@ -60,11 +60,15 @@ impl IpNet {
     pub fn broadcast(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {
-                let host = u32::MAX.checked_shr(u32::from(self.prefix_len)).unwrap_or(0);
+                let host = u32::MAX
+                    .checked_shr(u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
             }
             IpAddr::V6(a) => {
-                let host = u128::MAX.checked_shr(u32::from(self.prefix_len)).unwrap_or(0);
+                let host = u128::MAX
+                    .checked_shr(u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
             }
         }

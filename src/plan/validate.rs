@@ -290,7 +290,15 @@ fn subnet_v4(eni: &EniFacts, subnet: &SubnetFacts, errs: &mut Errors) -> Option<
             None
         }
         Some(len) if !(min..=max).contains(&len) => {
-            errs.push("subnet.netmask", Problem::PrefixLength { len, min, max });
+            errs.push(
+                "subnet.netmask",
+                Problem::PrefixLength {
+                    value: mask.to_string(),
+                    len,
+                    min,
+                    max,
+                },
+            );
             None
         }
         Some(len) => Some(IpNet::new(eni.primary_ipv4, len).network())
@@ -313,6 +321,7 @@ fn check_net(errs: &mut Errors, field: &str, net: &IpNet, want_v4: bool, min: u8
         errs.push(
             field,
             Problem::PrefixLength {
+                value: net.to_string(),
                 len: net.prefix_len,
                 min,
                 max,
