@@ -76,7 +76,17 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, Result<(), (String, bool)>> = BTreeMap::new();
     let mut config = config;
-    start_workers(&ctx, &config, &mut workers, &report_tx).await;
+    let mut views = TagViews::new();
+    // Failed tag lookups are retried with backoff: (attempt, when).
+    let schedule = |failed: bool, attempt: u32| {
+        failed.then(|| {
+            let delay = tag_retry_delay(&ctx.agent, attempt);
+            warn!(attempt, ?delay, "a tag lookup failed; trying again");
+            (attempt, tokio::time::Instant::now() + delay)
+        })
+    };
+    let failed = start_workers(&ctx, &config, &mut workers, &mut views, &report_tx).await;
+    let mut tag_retry: Option<(u32, tokio::time::Instant)> = schedule(failed, 1);
     resume_detaches(&ctx, &workers);
     let mut ready = false;
     if workers.is_empty() {
@@ -111,12 +121,22 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                     notify::status(&summary);
                 }
             }
+            () = async { if let Some((_, at)) = tag_retry { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => {
+                let attempt = tag_retry.map_or(1, |(n, _)| n);
+                let failed = apply_reload(&ctx, &config, &mut workers, &mut outcomes, &mut views, &report_tx).await;
+                tag_retry = schedule(failed, attempt.saturating_add(1));
+                if !failed {
+                    info!("the tag lookups succeeded again");
+                }
+                notify::status(&summarize(&workers, &outcomes));
+            }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 match reload(config_path.as_deref()) {
                     Ok(new) => {
                         config = new;
-                        apply_reload(&ctx, &config, &mut workers, &mut outcomes, &report_tx).await;
+                        let failed = apply_reload(&ctx, &config, &mut workers, &mut outcomes, &mut views, &report_tx).await;
+                        tag_retry = schedule(failed, 1);
                         notify::status(&summarize(&workers, &outcomes));
                     }
                     Err(e) => error!(error = %e, "the new configuration is invalid; keeping the current one"),
@@ -144,7 +164,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 /// during a SIGHUP removal), for ENIs no longer in the configuration.
 fn resume_detaches(ctx: &Arc<Context>, workers: &BTreeMap<String, Worker>) {
     let records = match ctx.store.load_all() {
-        Ok(r) => r,
+        Ok((records, bad)) => {
+            for e in bad {
+                error!(error = %e, "a state record cannot be read; its ENI is skipped, the others are resumed");
+            }
+            records
+        }
         Err(e) => {
             error!(error = %e, "cannot read the state records; interrupted detaches are not resumed");
             return;
@@ -169,13 +194,36 @@ fn reload(path: Option<&std::path::Path>) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
-/// The ENI ids the configuration selects, with their entries.
-async fn resolve(ctx: &Context, config: &Config) -> Vec<(String, EniConfig)> {
-    let mut out = Vec::new();
+/// The last successful answer of each tag lookup (`key=value` → ENI ids):
+/// a failed lookup keeps it, so an API error never reads as "no ENIs".
+type TagViews = BTreeMap<String, Vec<String>>;
+
+/// What the configuration selects now.
+struct Resolved {
+    /// ENI ids with their entries.
+    enis: Vec<(String, EniConfig)>,
+    /// Tags whose lookup failed (their previous view was kept).
+    failed: Vec<String>,
+}
+
+/// The ENI ids the configuration selects, with their entries. A tag whose
+/// lookup fails contributes its last successful answer, if any.
+async fn resolve(ctx: &Context, config: &Config, views: &mut TagViews) -> Resolved {
+    let mut out: Vec<(String, EniConfig)> = Vec::new();
+    let mut failed = Vec::new();
+    let push = |out: &mut Vec<(String, EniConfig)>, id: String, entry: &EniConfig| {
+        if !out.iter().any(|(known, _)| *known == id) {
+            let mut e = entry.clone();
+            e.tag = None;
+            e.id = Some(id.clone());
+            out.push((id, e));
+        }
+    };
     for entry in &config.eni {
         match entry.selector() {
             EniSelector::Id(id) => out.push((id, entry.clone())),
             EniSelector::Tag { key, value } => {
+                let tag = format!("{key}={value}");
                 let request = DescribeNetworkInterfaces {
                     vpc_id: ctx.identity.vpc_id.clone(),
                     tags: vec![TagFilter {
@@ -186,39 +234,62 @@ async fn resolve(ctx: &Context, config: &Config) -> Vec<(String, EniConfig)> {
                 };
                 match ctx.ecs.describe_network_interfaces(&request).await {
                     Ok((enis, _)) => {
+                        let mut ids = Vec::new();
                         for ni in enis {
                             let mine =
                                 ni.attached_instance() == Some(ctx.identity.instance_id.as_str());
                             let usable = ni.kind != "Primary"
                                 && ni.zone_id == ctx.identity.zone_id
                                 && (ni.status == EniStatus::Available || mine);
-                            if usable && !out.iter().any(|(id, _)| *id == ni.network_interface_id) {
-                                let mut e = entry.clone();
-                                e.tag = None;
-                                e.id = Some(ni.network_interface_id.clone());
-                                out.push((ni.network_interface_id, e));
+                            if usable {
+                                ids.push(ni.network_interface_id.clone());
+                                push(&mut out, ni.network_interface_id, entry);
                             }
                         }
+                        views.insert(tag, ids);
                     }
                     Err(e) => {
-                        error!(tag = %format!("{key}={value}"), error = %e, "cannot list ENIs by tag")
+                        let kept = views.get(&tag).cloned().unwrap_or_default();
+                        error!(%tag, error = %e, kept = kept.len(),
+                               "cannot list ENIs by tag; keeping the last successful answer and trying again");
+                        for id in kept {
+                            push(&mut out, id, entry);
+                        }
+                        failed.push(tag);
                     }
                 }
             }
         }
     }
-    out
+    Resolved { enis: out, failed }
 }
 
+/// When to look the failed tags up again: doubling from 1 s, at most the
+/// describe interval, jittered.
+fn tag_retry_delay(agent: &crate::config::AgentConfig, attempt: u32) -> Duration {
+    let policy = crate::backoff::RetryPolicy {
+        base_delay: Duration::from_secs(1),
+        max_delay: agent.describe_interval.max(Duration::from_secs(1)),
+        max_attempts: u32::MAX,
+        deadline: Duration::MAX,
+    };
+    policy.ceiling(attempt) / 2 + policy.delay(attempt) / 2
+}
+
+/// Starts a worker per selected ENI; true when a tag lookup failed (to be
+/// retried).
 async fn start_workers(
     ctx: &Arc<Context>,
     config: &Config,
     workers: &mut BTreeMap<String, Worker>,
+    views: &mut TagViews,
     tx: &mpsc::Sender<Report>,
-) {
-    for (eni_id, entry) in resolve(ctx, config).await {
+) -> bool {
+    let resolved = resolve(ctx, config, views).await;
+    for (eni_id, entry) in resolved.enis {
         ensure_worker(ctx, workers, eni_id, entry, tx);
     }
+    !resolved.failed.is_empty()
 }
 
 /// Starts the worker of `eni_id` unless it runs already.
@@ -235,14 +306,26 @@ fn ensure_worker(
     }
 }
 
+/// Brings the workers in line with `config`; true when a tag lookup failed
+/// (its ENIs were kept as last seen; to be retried). Only a successful
+/// answer removes an ENI.
 async fn apply_reload(
     ctx: &Arc<Context>,
     config: &Config,
     workers: &mut BTreeMap<String, Worker>,
     outcomes: &mut BTreeMap<String, Result<(), (String, bool)>>,
+    views: &mut TagViews,
     tx: &mpsc::Sender<Report>,
-) {
-    let wanted = resolve(ctx, config).await;
+) -> bool {
+    // Tags no longer configured are forgotten.
+    views.retain(|tag, _| {
+        config.eni.iter().any(|e| {
+            matches!(e.selector(), EniSelector::Tag { key, value } if format!("{key}={value}") == *tag)
+        })
+    });
+    let resolved = resolve(ctx, config, views).await;
+    let failed = !resolved.failed.is_empty();
+    let wanted = resolved.enis;
     let removed: Vec<String> = workers
         .keys()
         .filter(|id| !wanted.iter().any(|(w, _)| w == *id))
@@ -282,6 +365,7 @@ async fn apply_reload(
     for (eni_id, entry) in wanted {
         ensure_worker(ctx, workers, eni_id, entry, tx);
     }
+    failed
 }
 
 /// Brings one ENI up, then keeps it: re-describes it periodically and

@@ -177,7 +177,11 @@ async fn live(handle: &rtnetlink::Handle, ifindex: u32) -> Option<Live> {
 pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     let config = load_config(cli).map_err(Failure::permanent)?;
     let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
-    let records = store.load_all().map_err(Failure::permanent)?;
+    let (records, bad) = store.load_all().map_err(Failure::permanent)?;
+    // One unreadable record is reported; the others are still shown.
+    for e in &bad {
+        eprintln!("warning: {e}");
+    }
     let handle = crate::netlink::connect().ok();
     let mut rows = Vec::new();
     for r in records {
