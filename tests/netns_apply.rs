@@ -734,3 +734,42 @@ fn netns_guard_refuses_the_primary_mac_and_addresses_on_other_links() {
         },
     );
 }
+
+/// A second allocation of a table that holds another ENI's routes (a lost
+/// tables.json, a second state directory) is refused; the first ENI's rules
+/// and routes stay.
+#[test]
+fn netns_a_table_holding_another_enis_routes_is_refused() {
+    in_netns(
+        "netns_a_table_holding_another_enis_routes_is_refused",
+        || async {
+            fake_primary();
+            add_nic("eni5", mac(5), 1);
+            add_nic("eni6", mac(6), 1);
+            let rec = Reconciler::connect().expect("netlink");
+            let first = test_plan(5, TABLE, None);
+            rec.apply(&first, ifindex("eni5")).await.expect("first ENI");
+            let rules = ip(&["rule", "show"]);
+            let routes = ip(&["route", "show", "table", &TABLE.to_string()]);
+            let second = test_plan(6, TABLE, None);
+            let err = rec
+                .apply(&second, ifindex("eni6"))
+                .await
+                .expect_err("another ENI's table");
+            assert!(
+                matches!(&err, ApplyError::TableInUse { table: TABLE, .. })
+                    && err.to_string().contains("another NIC's"),
+                "{err}"
+            );
+            assert_eq!(
+                ip(&["rule", "show"]),
+                rules,
+                "the first ENI's rules changed"
+            );
+            assert_eq!(ip(&["route", "show", "table", &TABLE.to_string()]), routes);
+            // The allocator sees the table as taken.
+            let in_use = rec.tables_in_use().await.expect("dump");
+            assert!(in_use.contains(&TABLE), "{in_use:?}");
+        },
+    );
+}

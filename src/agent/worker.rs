@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
 use super::cloud_flow::{self, AttachError, AttachTarget, Confirmation, PollPolicy, Readiness};
-use super::context::{Context, foreign_tables};
+use super::context::{Context, tables_in_use};
 use super::facts::{self, FactsError};
 use super::timeline::{Phase, Timeline};
 use crate::apply::{ConvergeError, ConvergeEvent};
@@ -351,7 +351,16 @@ async fn plan_with(
             match tables.get(&eni.eni_id) {
                 Some(t) => t,
                 None => {
-                    let in_use = foreign_tables()
+                    tables
+                        .hold_host_lock(
+                            std::path::Path::new(crate::tables::HOST_LOCK_DIR),
+                            ctx.store.dir(),
+                        )
+                        .map_err(|source| WorkerError::Tables {
+                            eni_id: eni.eni_id.clone(),
+                            source,
+                        })?;
+                    let in_use = tables_in_use()
                         .await
                         .map_err(|source| WorkerError::Netlink {
                             eni_id: eni.eni_id.clone(),
@@ -364,7 +373,7 @@ async fn plan_with(
                         }
                     })?;
                     if !allocation.skipped_foreign.is_empty() {
-                        warn!(eni = %eni.eni_id, skipped = ?allocation.skipped_foreign, "routing tables in use by others were skipped");
+                        warn!(eni = %eni.eni_id, skipped = ?allocation.skipped_foreign, "routing tables already holding routes or rules were skipped");
                     }
                     allocation.table
                 }

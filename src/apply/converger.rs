@@ -235,7 +235,7 @@ struct Managed {
 ///
 /// // A stable table for the ENI, avoiding tables others use.
 /// let mut tables = TableAllocator::load("/var/lib/eni-agent/tables.json", DEFAULT_TABLE_RANGE)?;
-/// let in_use = Reconciler::connect()?.foreign_tables().await?;
+/// let in_use = Reconciler::connect()?.tables_in_use().await?;
 /// let table = tables.allocate(&eni.eni_id, &in_use)?.table;
 ///
 /// let plan = plan::plan(&eni, &subnet, &EniOptions::default(), table)?;

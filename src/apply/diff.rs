@@ -74,11 +74,20 @@ pub fn diff(plan: &Plan, obs: &Observed) -> Result<Vec<Op>, Foreign> {
     if !nic.is_empty() {
         return Err(Foreign::Nic(nic));
     }
+    // Every route of the ENI's table goes through its NIC: one of ours
+    // through another NIC is another ENI's (a lost or second allocation).
     let foreign: Vec<String> = obs
         .routes
         .iter()
-        .filter(|r| r.table == plan.table && !r.is_ours())
-        .map(|r| format!("route {r}"))
+        .filter(|r| r.table == plan.table)
+        .filter(|r| !r.is_ours() || r.oif.is_some_and(|o| o != index))
+        .map(|r| {
+            if r.is_ours() {
+                format!("route {r} (another NIC's, ifindex {})", r.oif.unwrap_or(0))
+            } else {
+                format!("route {r}")
+            }
+        })
         .chain(
             obs.rules
                 .iter()

@@ -2,10 +2,13 @@
 //! or wrong, and clean up an ENI's objects.
 //!
 //! Ownership: routes and rules are ours when they carry
-//! [`crate::plan::ROUTE_PROTOCOL`]; addresses are ours when the plan lists them
-//! on the NIC's ifindex. Nothing else is ever changed or deleted. Objects in
-//! the ENI's table owned by anyone else stop the apply with
-//! [`ApplyError::TableInUse`] instead of being overwritten.
+//! [`crate::plan::ROUTE_PROTOCOL`]; addresses when they carry the address
+//! mark (`IFA_PROTO`, or on older kernels when the agent recorded adding
+//! them). Nothing else is ever changed or deleted. Objects in the ENI's table
+//! that are not this ENI's stop the apply with [`ApplyError::TableInUse`]; a
+//! NIC carrying addresses or routes the agent did not add stops it with
+//! [`ApplyError::ForeignNic`]; [`Reconciler::guard`] refuses the primary NIC
+//! before anything is attached.
 //!
 //! [`Reconciler::apply`] on a converged NIC sends nothing: its report counts
 //! the operations, and a second apply of the same plan reports zero.
@@ -99,9 +102,10 @@ pub enum ApplyError {
         /// Why.
         reason: String,
     },
-    /// The ENI's table holds routes or rules eni-agent does not own.
+    /// The ENI's table holds routes or rules that are not this ENI's
+    /// (someone else's, or another ENI's through another NIC).
     #[error(
-        "routing table {table} is in use by objects eni-agent does not own: {}; \
+        "routing table {table} is in use by objects that are not this ENI's: {}; \
          remove them or set another table for this ENI (options.table)",
         .foreign.join(", ")
     )]
@@ -330,19 +334,19 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Table numbers that routes and rules eni-agent does not own refer to
-    /// (besides main, local and default): pass them to
-    /// [`crate::tables::TableAllocator::allocate`] so a new ENI never gets one.
-    pub async fn foreign_tables(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
+    /// Table numbers that any route or rule refers to — eni-agent's own
+    /// included, since another ENI's may be recorded in another state
+    /// directory or a lost allocation file — besides main, local and
+    /// default: pass them to [`crate::tables::TableAllocator::allocate`] so a
+    /// new ENI only ever gets an empty table.
+    pub async fn tables_in_use(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
         let mut out = std::collections::BTreeSet::new();
         for v6 in [false, true] {
             for r in route_list(&self.handle, v6).await? {
-                if !r.is_ours() {
-                    out.insert(r.table);
-                }
+                out.insert(r.table);
             }
             for r in rule_list(&self.handle, v6).await? {
-                if !r.is_ours() && r.lookup {
+                if r.lookup {
                     out.insert(r.table);
                 }
             }
