@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 
 use crate::mac::MacAddr;
-use crate::netlink::{Addr, Link, Route, addr_list_all, link_list, route_list_table_both};
+use crate::netlink::{
+    Addr, Link, Route, addr_list_all, link_list, route_list_table_both, wanted_flags_for,
+};
 use crate::plan::TABLE_MAIN;
 
 use super::diff::KERNEL_PROTOCOLS;
@@ -79,12 +81,11 @@ pub fn check(
                 l.name, r.protocol
             ));
         }
+        // An address of the ENI in the agent's shape may predate the mark.
+        let agents_shape =
+            |a: &Addr| c.addresses.contains(&a.addr) && a.flags.contains(wanted_flags_for(a.addr));
         if let Some(a) = addrs.iter().find(|a| {
-            a.index == l.index
-                && !a.is_link_local()
-                && !a.is_ours(c.addresses)
-                && !(c.addresses.contains(&a.addr)
-                    && a.flags.contains(crate::netlink::wanted_flags_for(a.addr)))
+            a.index == l.index && !a.is_link_local() && !a.is_ours(c.addresses) && !agents_shape(a)
         }) {
             return Err(format!(
                 "its NIC {} carries the address {}/{} that eni-agent did not add",
