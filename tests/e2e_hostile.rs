@@ -40,6 +40,14 @@ fn fake_eth0(env: &Env, mac: Option<&str>) {
     env.ip(&[
         "-6", "route", "add", "default", "via", "fd00::1", "dev", "eth0",
     ]);
+    // The kernel's own duplicate address detection of the link-local address
+    // changes its flags: let it finish before the snapshot.
+    assert!(
+        wait_for(Duration::from_secs(10), || !env
+            .ip(&["address", "show", "dev", "eth0"])
+            .contains("tentative")),
+        "eth0's link-local address stays tentative"
+    );
 }
 
 /// eth0's addresses, the main table (both families), every rule and eth0's

@@ -773,3 +773,22 @@ fn netns_a_table_holding_another_enis_routes_is_refused() {
         },
     );
 }
+
+/// Cleanup never touches a NIC whose MAC is no longer the ENI's: its
+/// addresses stay; the rules of the ENI's own table still go.
+#[test]
+fn netns_cleanup_leaves_a_nic_whose_mac_changed() {
+    in_netns("netns_cleanup_leaves_a_nic_whose_mac_changed", || async {
+        fake_primary();
+        add_nic("eni8", mac(8), 1);
+        let ix = ifindex("eni8");
+        let rec = Reconciler::connect().expect("netlink");
+        let plan = test_plan(8, TABLE, None);
+        rec.apply(&plan, ix).await.expect("apply");
+        ip(&["link", "set", "eni8", "address", "00:16:3e:aa:bb:cc"]);
+        let before = ip(&["address", "show", "dev", "eni8"]);
+        rec.cleanup(&plan, Some(ix)).await.expect("cleanup");
+        assert_eq!(ip(&["address", "show", "dev", "eni8"]), before);
+        assert!(!ip(&["rule", "show"]).contains("lookup 10001"));
+    });
+}

@@ -426,6 +426,13 @@ async fn keep(ctx: &Context, entry: &EniConfig, mut current: Configured) {
                 }
                 _ => {}
             },
+            // An ENI's MAC never changes: an answer saying otherwise is
+            // wrong (or hostile) and must not move the configuration to
+            // another NIC.
+            Ok(Refresh::Changed(fresh)) if fresh.mac != current.facts.mac => {
+                error!(eni = %fresh.eni_id, configured = %current.facts.mac, reported = %fresh.mac,
+                       "ECS now reports another MAC for the ENI; ignoring the answer and keeping the current configuration");
+            }
             Ok(Refresh::Changed(fresh)) => {
                 info!(eni = %fresh.eni_id, "the ENI's addresses changed; re-planning");
                 match worker::make_plan(ctx, entry, &fresh).await {

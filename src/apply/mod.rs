@@ -439,6 +439,23 @@ impl Reconciler {
         let h = &self.handle;
         let mut ops = Vec::new();
         let mut errors = Vec::new();
+        // The NIC is touched only while it still has the ENI's MAC.
+        let index = match index {
+            Some(ix) => match netlink::link_show(h, ix).await {
+                Ok(Some(l)) if l.mac == Some(plan.mac) || l.perm_mac == Some(plan.mac) => Some(ix),
+                Ok(Some(l)) => {
+                    tracing::warn!(eni = %plan.eni_id, ifindex = ix, name = %l.name, mac = %plan.mac,
+                        "the NIC no longer has the ENI's MAC; its addresses and routes are left alone");
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            None => None,
+        };
         let mut rules = Vec::new();
         for v6 in [false, true] {
             match rule_list(h, v6).await {
