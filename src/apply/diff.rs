@@ -55,7 +55,7 @@ pub fn foreign_on_nic(plan: &Plan, obs: &Observed) -> Vec<String> {
     let addrs = obs
         .addrs
         .iter()
-        .filter(|a| !a.is_link_local() && !a.is_ours(&planned))
+        .filter(|a| !a.is_kernel_made() && !a.is_ours(&planned))
         .filter(|a| !plan.addresses.iter().any(|s| a.matches(s)))
         .map(|a| format!("address {}/{}", a.addr, a.prefix_len));
     let routes = obs

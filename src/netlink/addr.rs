@@ -104,6 +104,13 @@ impl Addr {
         matches!(self.addr, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
     }
 
+    /// An address the kernel made by itself: link-local, or marked as the
+    /// kernel's (loopback, router advertisement, link-local: `IFA_PROTO`
+    /// 1–3) — e.g. a SLAAC address taken before `accept_ra=0` landed.
+    pub fn is_kernel_made(&self) -> bool {
+        self.is_link_local() || matches!(self.protocol, Some(1..=3))
+    }
+
     /// Whether it has exactly the shape the plan wants: same length,
     /// `noprefixroute`, and `nodad` for IPv6.
     pub fn matches(&self, spec: &AddressSpec) -> bool {
