@@ -245,3 +245,56 @@ fn status_survives_a_corrupt_record() {
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(v[0]["eni_id"], ENI1, "{v}");
 }
+
+/// vSwitch facts no ENI can have — a CIDR that pulls half the Internet into
+/// the ENI's table, a vSwitch outside its VPC — are refused before anything
+/// reaches the kernel; the refusal names the field and the value.
+#[test]
+fn oneshot_refuses_hostile_vswitch_facts() {
+    let Some(env) = Env::new("hostile_vswitch_facts") else {
+        return;
+    };
+    env.write_config("", &[]);
+    fake_eth0(&env, None);
+    let before = primary_snapshot(&env);
+    env.seed(&json!({
+        "vswitches": [
+            {"id": "vsw-emu0halfnet", "vpc_id": "vpc-emu0main", "zone_id": "cn-hangzhou-i", "cidr": "0.0.0.0/1"},
+            {"id": "vsw-emu0outside", "vpc_id": "vpc-emu0main", "zone_id": "cn-hangzhou-i", "cidr": "10.99.0.0/24"}
+        ],
+        "enis": [
+            {"id": "eni-emu0halfnet0001", "vswitch_id": "vsw-emu0halfnet", "mac": "00:16:3e:10:00:91", "primary_ip": "0.0.0.91"},
+            {"id": "eni-emu0outside0001", "vswitch_id": "vsw-emu0outside", "mac": "00:16:3e:10:00:92", "primary_ip": "10.99.0.92"}
+        ]
+    }));
+    for (eni, needles) in [
+        ("eni-emu0halfnet0001", ["subnet.vswitch_cidr", "0.0.0.0/1"]),
+        ("eni-emu0outside0001", ["10.99.0.0/24", "192.168.0.0/16"]),
+    ] {
+        let out = env.attach(eni);
+        out.expect_code(1, eni);
+        for n in needles {
+            assert!(
+                out.stderr.contains(n),
+                "{eni}: expected {n:?} in {}",
+                out.stderr
+            );
+        }
+        assert_eq!(
+            env.our_rules(),
+            Vec::<String>::new(),
+            "{eni}: rules were added"
+        );
+        assert_eq!(
+            primary_snapshot(&env),
+            before,
+            "{eni}: the primary NIC changed"
+        );
+        env.detach(eni);
+        assert_eq!(
+            primary_snapshot(&env),
+            before,
+            "{eni}: detach changed the primary NIC"
+        );
+    }
+}
