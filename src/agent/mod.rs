@@ -3,6 +3,8 @@
 //! - [`cloud_flow`]: the ECS side (describe, local checks, takeover, attach,
 //!   InUse confirmation, detach);
 //! - [`facts`]: ECS and metadata answers → the planner's inputs;
+//! - [`preflight`]: the guard before an ENI is taken on, table allocation;
+//! - [`tags`]: which ENIs the configuration selects (tag lookups);
 //! - [`worker`]: one ENI from Describe to configured;
 //! - [`teardown`]: unconfigure and detach;
 //! - [`daemon`]: `eni-agent run`;
@@ -15,6 +17,8 @@ pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod facts;
+pub mod preflight;
+pub mod tags;
 pub mod teardown;
 pub mod timeline;
 pub mod worker;

@@ -10,8 +10,9 @@ use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
 use super::cloud_flow::{self, AttachError, AttachTarget, Confirmation, PollPolicy, Readiness};
-use super::context::{Context, tables_in_use};
+use super::context::Context;
 use super::facts::{self, FactsError};
+use super::preflight;
 use super::timeline::{Phase, Timeline};
 use crate::apply::{ConvergeError, ConvergeEvent};
 use crate::cloud::ecs::NetworkInterface;
@@ -164,7 +165,7 @@ pub async fn bring_up(
         let eni_facts = facts::eni_facts(&ni, eni_id)?;
         // Before anything is written or attached: never the primary NIC,
         // never a NIC or an address that is not the agent's.
-        guard(ctx, &eni_facts).await?;
+        preflight::guard(ctx, &eni_facts).await?;
         if let Some(dirs) = &ctx.handoff {
             dirs.install(eni_id, MacAddr(eni_facts.mac.0))?;
         }
@@ -263,7 +264,7 @@ pub async fn bring_up(
                 r.ifname = Some(c.ifname.clone());
                 r.table = Some(c.plan.table);
                 r.mac = Some(c.facts.mac.to_string());
-                r.addresses = recorded_addresses(&c.plan);
+                r.addresses = preflight::recorded_addresses(&c.plan);
                 r.last_error = None;
             }
             Err(e) => {
@@ -278,41 +279,6 @@ pub async fn bring_up(
         warn!(eni = %eni_id, error = %e, "cannot record the ENI's state");
     }
     result
-}
-
-/// Refuses an ENI whose MAC is the primary NIC's, whose NIC carries what
-/// the agent did not add, or whose addresses are on another link.
-async fn guard(ctx: &Context, eni: &EniFacts) -> Result<(), WorkerError> {
-    let primary_mac = match ctx.metadata.primary_mac().await {
-        Ok(m) => Some(m),
-        Err(e) => {
-            warn!(eni = %eni.eni_id, error = %e, "cannot read the primary MAC from the metadata service; checking the NIC holding the default route only");
-            None
-        }
-    };
-    let addresses: Vec<std::net::IpAddr> = eni.addresses().into_iter().map(|(_, a)| a).collect();
-    let reconciler =
-        crate::apply::Reconciler::connect().map_err(|source| WorkerError::Netlink {
-            eni_id: eni.eni_id.clone(),
-            source,
-        })?;
-    reconciler
-        .guard(&crate::apply::Candidate {
-            eni_id: &eni.eni_id,
-            mac: MacAddr(eni.mac.0),
-            addresses: &addresses,
-            primary_mac,
-        })
-        .await
-        .map_err(WorkerError::Guard)
-}
-
-/// The plan's addresses as the state records them (`ADDRESS/LEN`).
-pub fn recorded_addresses(plan: &Plan) -> Vec<String> {
-    plan.addresses
-        .iter()
-        .map(|a| format!("{}/{}", a.addr, a.prefix_len))
-        .collect()
 }
 
 /// Hands `plan` to the converger.
@@ -346,39 +312,7 @@ async fn plan_with(
 ) -> Result<Plan, WorkerError> {
     let table = match entry.table {
         Some(t) => t,
-        None => {
-            let mut tables = ctx.tables.lock().await;
-            match tables.get(&eni.eni_id) {
-                Some(t) => t,
-                None => {
-                    tables
-                        .hold_host_lock(
-                            std::path::Path::new(crate::tables::HOST_LOCK_DIR),
-                            ctx.store.dir(),
-                        )
-                        .map_err(|source| WorkerError::Tables {
-                            eni_id: eni.eni_id.clone(),
-                            source,
-                        })?;
-                    let in_use = tables_in_use()
-                        .await
-                        .map_err(|source| WorkerError::Netlink {
-                            eni_id: eni.eni_id.clone(),
-                            source,
-                        })?;
-                    let allocation = tables.allocate(&eni.eni_id, &in_use).map_err(|source| {
-                        WorkerError::Tables {
-                            eni_id: eni.eni_id.clone(),
-                            source,
-                        }
-                    })?;
-                    if !allocation.skipped_foreign.is_empty() {
-                        warn!(eni = %eni.eni_id, skipped = ?allocation.skipped_foreign, "routing tables already holding routes or rules were skipped");
-                    }
-                    allocation.table
-                }
-            }
-        }
+        None => preflight::allocate_table(ctx, &eni.eni_id).await?,
     };
     Ok(plan::plan(eni, subnet, &entry.options(), table)?)
 }
