@@ -22,6 +22,13 @@ const PRIMARY_MAC: &str = "00:16:3e:10:00:01";
 /// instance's (as the OS would): `mac` (when given), 192.168.10.10/24, an
 /// IPv6 address and the main table's default routes through it.
 fn fake_eth0(env: &Env, mac: Option<&str>) {
+    // The emulator plugs it right after its ready line.
+    assert!(
+        wait_for(Duration::from_secs(10), || env
+            .ip_try(&["link", "show", "dev", "eth0"])
+            .0),
+        "the emulator never plugged the primary NIC eth0"
+    );
     if let Some(mac) = mac {
         env.ip(&["link", "set", "eth0", "address", mac]);
     }
