@@ -51,11 +51,13 @@ pub(super) const KERNEL_PROTOCOLS: [u8; 2] = [2, 9];
 /// An address of the plan in exactly the planned shape counts as the
 /// agent's (it may predate the mark, or the kernel may not keep it).
 pub fn foreign_on_nic(plan: &Plan, obs: &Observed) -> Vec<String> {
-    let planned: Vec<std::net::IpAddr> = plan.addresses.iter().map(|a| a.addr).collect();
+    // Unmarked (someone else's, or the agent's on a kernel that drops the
+    // mark): only the plan's exact shape counts as the agent's; anything
+    // else is never replaced.
     let addrs = obs
         .addrs
         .iter()
-        .filter(|a| !a.is_kernel_made() && !a.is_ours(&planned))
+        .filter(|a| !a.is_kernel_made() && !a.is_marked())
         .filter(|a| !plan.addresses.iter().any(|s| a.matches(s)))
         .map(|a| format!("address {}/{}", a.addr, a.prefix_len));
     let routes = obs

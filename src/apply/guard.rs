@@ -85,7 +85,7 @@ pub fn check(
         let agents_shape =
             |a: &Addr| c.addresses.contains(&a.addr) && a.flags.contains(wanted_flags_for(a.addr));
         if let Some(a) = addrs.iter().find(|a| {
-            a.index == l.index && !a.is_kernel_made() && !a.is_ours(c.addresses) && !agents_shape(a)
+            a.index == l.index && !a.is_kernel_made() && !a.is_marked() && !agents_shape(a)
         }) {
             return Err(format!(
                 "its NIC {} carries the address {}/{} that eni-agent did not add",
