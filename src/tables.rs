@@ -168,10 +168,11 @@ impl TableAllocator {
         })
     }
 
-    /// Takes, once, the lock that lets only one state directory (`state_dir`)
-    /// allocate in this network namespace, in `lock_dir` (normally
-    /// [`HOST_LOCK_DIR`]); held until the allocator is dropped.
-    pub fn hold_host_lock(&mut self, lock_dir: &Path, state_dir: &Path) -> Result<(), TableError> {
+    /// Takes, once, the lock that lets only one state directory (the one
+    /// holding this allocator's file) allocate in this network namespace, in
+    /// `lock_dir` (normally [`HOST_LOCK_DIR`]); held until the allocator is
+    /// dropped.
+    pub fn hold_host_lock(&mut self, lock_dir: &Path) -> Result<(), TableError> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::fs::MetadataExt;
         if self.host_lock.is_some() {
@@ -205,6 +206,7 @@ impl TableAllocator {
                     });
                 }
             };
+        let state_dir = self.path.parent().unwrap_or(Path::new(""));
         let line = format!("{} {}\n", std::process::id(), state_dir.display());
         lock.set_len(0)
             .and_then(|()| lock.rewind())
@@ -355,24 +357,22 @@ mod tests {
     fn one_state_directory_at_a_time_allocates() {
         let dir = tempfile::tempdir().expect("tempdir");
         let locks = dir.path().join("run");
-        let mut a = TableAllocator::load(dir.path().join("a/tables.json"), DEFAULT_TABLE_RANGE)
-            .expect("load");
+        let state_a = dir.path().join("a");
+        let mut a =
+            TableAllocator::load(state_a.join("tables.json"), DEFAULT_TABLE_RANGE).expect("load");
         let mut b = TableAllocator::load(dir.path().join("b/tables.json"), DEFAULT_TABLE_RANGE)
             .expect("load");
-        a.hold_host_lock(&locks, Path::new("/state/a"))
-            .expect("first");
-        a.hold_host_lock(&locks, Path::new("/state/a"))
-            .expect("again: held");
-        let err = b
-            .hold_host_lock(&locks, Path::new("/state/b"))
-            .expect_err("second directory");
+        a.hold_host_lock(&locks).expect("first");
+        a.hold_host_lock(&locks).expect("again: held");
+        let err = b.hold_host_lock(&locks).expect_err("second directory");
         let text = err.to_string();
         assert!(
-            text.contains("/state/a") && text.contains(&std::process::id().to_string()),
+            text.contains(&state_a.display().to_string())
+                && text.contains(&std::process::id().to_string()),
             "{text}"
         );
         drop(a);
-        b.hold_host_lock(&locks, Path::new("/state/b"))
+        b.hold_host_lock(&locks)
             .expect("free once the first is gone");
     }
 

@@ -3,8 +3,9 @@
 //! - [`cloud_flow`]: the ECS side (describe, local checks, takeover, attach,
 //!   InUse confirmation, detach);
 //! - [`facts`]: ECS and metadata answers → the planner's inputs;
-//! - [`preflight`]: the guard before an ENI is taken on, table allocation;
+//! - [`preflight`]: the guard before an ENI is taken on;
 //! - [`tags`]: which ENIs the configuration selects (tag lookups);
+//! - [`planning`]: facts + vSwitch facts + table → the plan (one pipeline);
 //! - [`worker`]: one ENI from Describe to configured;
 //! - [`teardown`]: unconfigure and detach;
 //! - [`daemon`]: `eni-agent run`;
@@ -17,6 +18,7 @@ pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod facts;
+pub mod planning;
 pub mod preflight;
 pub mod tags;
 pub mod teardown;

@@ -1,10 +1,9 @@
-//! Before an ENI is taken on: the guard (never the primary NIC, never a NIC
-//! or an address that is not the agent's) and the allocation of its routing
-//! table (only an empty table, only one state directory at a time).
+//! Before an ENI is taken on: the guard — never the primary NIC, never a NIC
+//! or an address that is not the agent's — and what the state records of it.
 
 use tracing::warn;
 
-use super::context::{Context, tables_in_use};
+use super::context::Context;
 use super::worker::WorkerError;
 use crate::mac::MacAddr;
 use crate::plan::{EniFacts, Plan};
@@ -42,34 +41,4 @@ pub fn recorded_addresses(plan: &Plan) -> Vec<String> {
         .iter()
         .map(|a| format!("{}/{}", a.addr, a.prefix_len))
         .collect()
-}
-
-/// The ENI's allocated table, allocating one if it has none: an empty
-/// table, under the host-wide lock.
-pub async fn allocate_table(ctx: &Context, eni_id: &str) -> Result<u32, WorkerError> {
-    let tables_error = |source| WorkerError::Tables {
-        eni_id: eni_id.to_owned(),
-        source,
-    };
-    let mut tables = ctx.tables.lock().await;
-    if let Some(t) = tables.get(eni_id) {
-        return Ok(t);
-    }
-    tables
-        .hold_host_lock(
-            std::path::Path::new(crate::tables::HOST_LOCK_DIR),
-            ctx.store.dir(),
-        )
-        .map_err(tables_error)?;
-    let in_use = tables_in_use()
-        .await
-        .map_err(|source| WorkerError::Netlink {
-            eni_id: eni_id.to_owned(),
-            source,
-        })?;
-    let allocation = tables.allocate(eni_id, &in_use).map_err(tables_error)?;
-    if !allocation.skipped_foreign.is_empty() {
-        warn!(eni = %eni_id, skipped = ?allocation.skipped_foreign, "routing tables already holding routes or rules were skipped");
-    }
-    Ok(allocation.table)
 }

@@ -25,8 +25,10 @@ impl Reconciler {
             if recorded.contains(&a.addr) && a.is_ours(&recorded) {
                 addr_del(&self.handle, &a).await?;
                 done.push(format!(
-                    "ip address del {}/{} dev if{index}",
-                    a.addr, a.prefix_len
+                    "ip address del {}/{} dev {}",
+                    a.addr,
+                    a.prefix_len,
+                    netlink::dev(index)
                 ));
             }
         }
@@ -47,8 +49,10 @@ impl Reconciler {
             if a.is_ours(&recorded) {
                 addr_del(&self.handle, &a).await?;
                 done.push(format!(
-                    "ip address del {}/{} dev if{index}",
-                    a.addr, a.prefix_len
+                    "ip address del {}/{} dev {}",
+                    a.addr,
+                    a.prefix_len,
+                    netlink::dev(index)
                 ));
             }
         }
