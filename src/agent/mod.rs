@@ -3,6 +3,8 @@
 //! - [`cloud_flow`]: the ECS side (describe, local checks, takeover, attach,
 //!   InUse confirmation, detach);
 //! - [`facts`]: ECS and metadata answers → the planner's inputs;
+//! - [`preflight`]: the guard before an ENI is taken on;
+//! - [`tags`]: which ENIs the configuration selects (tag lookups);
 //! - [`planning`]: facts + vSwitch facts + table → the plan (one pipeline);
 //! - [`worker`]: one ENI from Describe to configured;
 //! - [`teardown`]: unconfigure and detach;
@@ -17,6 +19,8 @@ pub mod daemon;
 pub mod drift;
 pub mod facts;
 pub mod planning;
+pub mod preflight;
+pub mod tags;
 pub mod teardown;
 pub mod timeline;
 pub mod worker;

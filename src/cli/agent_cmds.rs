@@ -223,7 +223,11 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     let store = StateStore::open(dir).map_err(Failure::permanent)?;
-    let records = store.load_all().map_err(Failure::permanent)?;
+    let (records, bad) = store.load_all().map_err(Failure::permanent)?;
+    // One unreadable record is reported; the others are still shown.
+    for e in &bad {
+        eprintln!("warning: {e}");
+    }
     let handle = crate::netlink::connect().ok();
     let mut rows = Vec::new();
     for r in records {
@@ -319,7 +323,7 @@ pub async fn plan(cli: &Cli, eni_id: &str, full: bool) -> Result<(), Failure> {
     let (ni, request_id) = cloud_flow::describe(&client, eni_id)
         .await
         .map_err(Failure::permanent)?;
-    let eni = facts::eni_facts(&ni).map_err(Failure::permanent)?;
+    let eni = facts::eni_facts(&ni, eni_id).map_err(Failure::permanent)?;
     let cache = tokio::sync::Mutex::default();
     let subnets = planning::Subnets {
         metadata: &metadata,
@@ -380,12 +384,18 @@ pub async fn plan(cli: &Cli, eni_id: &str, full: bool) -> Result<(), Failure> {
         .observe(&plan, nic.index)
         .await
         .map_err(Failure::permanent)?;
-    let ops = crate::apply::diff(&plan, &observed).map_err(|foreign| {
-        Failure::permanent(format!(
-            "table {} holds objects eni-agent does not own ({}); choose another table (table = N) or remove them",
+    let ops = crate::apply::diff(&plan, &observed).map_err(|refusal| match refusal {
+        crate::apply::Foreign::Table(foreign) => Failure::permanent(format!(
+            "table {} holds objects that are not this ENI's ({}); choose another table (table = N) or remove them",
             plan.table,
-            foreign.0.join("; ")
-        ))
+            foreign.join("; ")
+        )),
+        crate::apply::Foreign::Nic(foreign) => Failure::permanent(format!(
+            "{} (MAC {}) carries objects eni-agent did not add ({}); the agent would refuse to configure it",
+            nic.name,
+            plan.mac,
+            foreign.join("; ")
+        )),
     })?;
     println!(
         "# {} change{} on {} (ifindex {}); --full prints the whole desired state",
