@@ -31,6 +31,10 @@
 //! describe_interval = "60s"            # re-read each ENI's IPs (jittered)
 //! detach_on_remove = false             # SIGHUP: detach ENIs removed from this file
 //!
+//! [metrics]
+//! listen = "127.0.0.1:9839"            # the daemon's /metrics; "" turns it off
+//! textfile = "/var/lib/node_exporter/textfile_collector/eni_agent.prom"  # one-shot
+//!
 //! [[eni]]
 //! id = "eni-bp1..."                    # or: tag = "role=db" (every Available ENI so tagged in my zone)
 //! mtu = 9000
@@ -41,6 +45,8 @@ mod eni;
 
 mod duration;
 
+mod metrics;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,6 +56,7 @@ use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
 
 pub use eni::{EniConfig, EniSelector, is_eni_id};
+pub use metrics::MetricsConfig;
 
 /// Environment variable that overrides the ECS endpoint (any URL; http allowed).
 pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
@@ -64,6 +71,7 @@ pub struct Config {
     pub metadata: MetadataConfig,
     pub credentials: CredentialsConfig,
     pub agent: AgentConfig,
+    pub metrics: MetricsConfig,
     /// The ENIs to attach and keep configured.
     pub eni: Vec<EniConfig>,
 }
@@ -328,6 +336,7 @@ impl Config {
             );
         }
         eni::validate(&self.eni, a.table_min..=a.table_max)?;
+        self.metrics.validate()?;
         for (key, value) in [
             ("api.endpoint", &self.api.endpoint),
             ("metadata.endpoint", &self.metadata.endpoint),
