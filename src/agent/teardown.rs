@@ -26,6 +26,7 @@ pub struct Teardown {
 
 /// Unconfigures and detaches `eni_id`.
 pub async fn teardown(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerError> {
+    super::observe::detaching(eni_id);
     ctx.store.update(eni_id, &ctx.identity.instance_id, |r| {
         r.intent = Intent::Detach;
         r.progress = Progress::DetachRequested;
@@ -63,6 +64,7 @@ pub async fn teardown(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerErr
             source,
         })?;
     ctx.store.remove(eni_id)?;
+    super::observe::forget(eni_id);
     info!(eni = %eni_id, removed = removed.len(), detached, "ENI unconfigured and detached");
     Ok(Teardown { removed, detached })
 }

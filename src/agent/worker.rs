@@ -245,6 +245,7 @@ pub async fn bring_up(
             },
         }),
     };
+    super::observe::brought_up(eni_id, &tl, &result);
     let saved = ctx.store.update(eni_id, instance, |r| {
         r.intent = Intent::Attach;
         r.timeline = tl.marks().to_vec();
@@ -327,7 +328,9 @@ async fn plan_with(
             }
         }
     };
-    Ok(plan::plan(eni, subnet, &entry.options(), table)?)
+    let plan = plan::plan(eni, subnet, &entry.options(), table)?;
+    super::observe::planned(&plan);
+    Ok(plan)
 }
 
 /// The facts of `vswitch_id` from another NIC of this instance in the same

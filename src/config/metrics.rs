@@ -69,7 +69,10 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback() {
         let c = Config::from_toml("", "t").expect("valid");
-        assert_eq!(c.metrics.listen_addr(), Some("127.0.0.1:9839".parse().expect("addr")));
+        assert_eq!(
+            c.metrics.listen_addr(),
+            Some("127.0.0.1:9839".parse().expect("addr"))
+        );
         assert_eq!(c.metrics.textfile, None);
     }
 

@@ -63,7 +63,9 @@ impl Metrics {
     /// A registry with every family (and `eni_agent_build_info`) registered.
     pub fn new() -> Self {
         let f = Families::new();
-        f.build_info.get_or_create(&l(&[("version", VERSION)])).set(1);
+        f.build_info
+            .get_or_create(&l(&[("version", VERSION)]))
+            .set(1);
         Self {
             f,
             fights: Mutex::default(),
@@ -210,7 +212,10 @@ impl Metrics {
 
     /// The client tries `action` again after a retryable failure.
     pub fn api_retry(&self, action: &str) {
-        self.f.api_retries.get_or_create(&l(&[("action", action)])).inc();
+        self.f
+            .api_retries
+            .get_or_create(&l(&[("action", action)]))
+            .inc();
     }
 
     /// One metadata service request ended with `result` (`ok`, `not_found`,
@@ -293,6 +298,16 @@ fn count_families(addrs: impl IntoIterator<Item = IpAddr>) -> (i64, i64) {
         IpAddr::V4(_) => (v4 + 1, v6),
         IpAddr::V6(_) => (v4, v6 + 1),
     })
+}
+
+/// Writes the node_exporter textfile at the end of a one-shot when `path`
+/// is set; a failure is a warning (the one-shot's own outcome stands).
+pub fn after_one_shot(path: Option<&std::path::Path>) {
+    if let Some(path) = path {
+        if let Err(e) = write_textfile(global(), path) {
+            tracing::warn!(error = %e, "the metrics textfile was not written");
+        }
+    }
 }
 
 /// The kind of a repair operation, from the command it prints as.

@@ -65,19 +65,33 @@ mod tests {
         let path = dir.path().join("eni_agent.prom");
         std::fs::write(&path, "old").expect("write");
         let m = Metrics::new();
-        m.api_request("AttachNetworkInterface", "Success", std::time::Duration::from_millis(3), false);
+        m.api_request(
+            "AttachNetworkInterface",
+            "Success",
+            std::time::Duration::from_millis(3),
+            false,
+        );
         write_textfile(&m, &path).expect("written");
         let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.contains("eni_agent_api_requests_total{action=\"AttachNetworkInterface\",code=\"Success\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "eni_agent_api_requests_total{action=\"AttachNetworkInterface\",code=\"Success\"} 1"
+            ),
+            "{text}"
+        );
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
     }
 
     #[test]
     fn a_missing_directory_is_named() {
-        let e = write_textfile(&Metrics::new(), Path::new("/nonexistent-dir/x.prom")).expect_err("fails");
+        let e = write_textfile(&Metrics::new(), Path::new("/nonexistent-dir/x.prom"))
+            .expect_err("fails");
         assert!(e.to_string().contains("/nonexistent-dir/x.prom"), "{e}");
     }
 }
