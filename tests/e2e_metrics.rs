@@ -283,13 +283,6 @@ fn the_daemon_serves_metrics_that_prometheus_scrapes() {
             &["result=\"ok\""]
         ) >= 1.0
     );
-    assert!(
-        total(
-            &text,
-            "eni_agent_netlink_resyncs_total",
-            &["reason=\"start\""]
-        ) >= 1.0
-    );
     for eni in [ENI1, ENI2] {
         assert_eq!(
             sample(

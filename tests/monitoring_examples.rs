@@ -25,10 +25,19 @@ fn exported() -> BTreeSet<String> {
     m.eni_configured("eni-x", "00:16:3e:00:00:01", "eth1", 10001);
     m.eni_converged("eni-x");
     m.phase_reached("configured", Duration::from_millis(5));
-    m.api_request("AttachNetworkInterface", "Throttling", Duration::from_millis(5), true);
+    m.api_request(
+        "AttachNetworkInterface",
+        "Throttling",
+        Duration::from_millis(5),
+        true,
+    );
     m.api_retry("AttachNetworkInterface");
     m.metadata_request("ok");
-    m.drift_repaired("eni-x", &["ip rule add from 10.0.0.2 lookup 10001".into()], true);
+    m.drift_repaired(
+        "eni-x",
+        &["ip rule add from 10.0.0.2 lookup 10001".into()],
+        true,
+    );
     m.netlink_resync("start");
     m.handoff_files("udev", 1);
     encode(&m, false)
@@ -87,12 +96,18 @@ fn every_dashboard_query_uses_exported_metrics() {
     assert!(dash["title"].is_string() && dash["uid"].is_string());
     assert!(dash["schemaVersion"].as_u64().is_some_and(|v| v >= 30));
     let panels = dash["panels"].as_array().expect("panels");
-    assert!(panels.len() >= 8, "phase timings, API calls and errors, drift repairs");
+    assert!(
+        panels.len() >= 8,
+        "phase timings, API calls and errors, drift repairs"
+    );
     let mut ids = BTreeSet::new();
     let mut used = BTreeSet::new();
     for p in panels {
         let title = p["title"].as_str().expect("a panel has a title");
-        assert!(ids.insert(p["id"].as_u64().expect("id")), "{title}: duplicate id");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("id")),
+            "{title}: duplicate id"
+        );
         for key in ["h", "w", "x", "y"] {
             assert!(p["gridPos"][key].is_u64(), "{title}: gridPos.{key}");
         }
@@ -103,7 +118,10 @@ fn every_dashboard_query_uses_exported_metrics() {
             let found = names_in(expr);
             assert!(!found.is_empty(), "{title}: {expr} names no agent metric");
             for n in found {
-                assert!(names.contains(&n), "{title}: {n} is not exported by the agent");
+                assert!(
+                    names.contains(&n),
+                    "{title}: {n} is not exported by the agent"
+                );
                 used.insert(n);
             }
         }
@@ -126,13 +144,23 @@ fn the_alerting_rules_pass_promtool_and_use_exported_metrics() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("expr:"))
         .collect();
-    assert!(exprs.len() >= 4, "not configured, tug-of-war, API errors, throttling");
+    assert!(
+        exprs.len() >= 4,
+        "not configured, tug-of-war, API errors, throttling"
+    );
     for expr in exprs {
         for n in names_in(expr) {
-            assert!(names.contains(&n), "{expr}: {n} is not exported by the agent");
+            assert!(
+                names.contains(&n),
+                "{expr}: {n} is not exported by the agent"
+            );
         }
     }
-    match Command::new("promtool").args(["check", "rules"]).arg(&path).output() {
+    match Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+    {
         Ok(out) => assert!(
             out.status.success(),
             "promtool check rules: {}{}",
