@@ -135,6 +135,8 @@ cat >"$work/deb.expected" <<'EOF'
 /usr/share/doc/eni-agent/copyright
 /usr/share/doc/eni-agent/examples/cloud-init/attach-at-first-boot.yaml
 /usr/share/doc/eni-agent/examples/cloud-init/daemon-with-config.yaml
+/usr/share/doc/eni-agent/examples/monitoring/eni-agent.dashboard.json
+/usr/share/doc/eni-agent/examples/monitoring/eni-agent.rules.yml
 /usr/share/man/man8/eni-agent.8.gz
 EOF
 for f in "$OUT"/man/eni-agent-*.8.gz; do echo "/usr/share/man/man8/$(basename "$f")"; done >>"$work/deb.expected"

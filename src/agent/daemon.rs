@@ -66,6 +66,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     let converger_task = tokio::spawn(converger.run(async move {
         let _ = stop_rx.await;
     }));
+    let _metrics = crate::metrics::serve(config.metrics.listen_addr())
+        .await
+        .map_err(|e| SetupError::Config(e.to_string()))?;
     let ctx = Arc::new(Context::new(&config, handle).await?);
     info!(instance = %ctx.identity.instance_id, zone = %ctx.identity.zone_id, "eni-agent started");
     let drift = tokio::spawn(super::drift::monitor(
@@ -259,6 +262,7 @@ async fn apply_reload(
             w.task.abort();
         }
         outcomes.remove(&id);
+        super::observe::forget(&id);
         if config.agent.detach_on_remove {
             // In its own task: a detach waits for Available, and the main
             // loop must stay responsive (signals, readiness) meanwhile.
@@ -297,6 +301,7 @@ async fn apply_reload(
 async fn supervise(ctx: Arc<Context>, entry: EniConfig, eni_id: String, tx: mpsc::Sender<Report>) {
     let mut failures: u32 = 0;
     loop {
+        super::observe::attaching(&eni_id);
         match worker::bring_up(&ctx, &entry, &eni_id).await {
             Ok(configured) => {
                 failures = 0;

@@ -11,13 +11,15 @@
 //! - [`daemon`]: `eni-agent run`;
 //! - [`drift`]: repairs counted, tug-of-war reported;
 //! - [`context`]: what all of them share;
-//! - [`timeline`]: per-phase timings with RequestIds.
+//! - [`timeline`]: per-phase timings with RequestIds;
+//! - [`observe`]: what the agent reports to the metrics.
 
 pub mod cloud_flow;
 pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod facts;
+pub mod observe;
 pub mod planning;
 pub mod preflight;
 pub mod tags;

@@ -29,6 +29,7 @@ pub struct Teardown {
 /// Detach/Failed with the error, and no daemon start resumes it; a transient
 /// one (a timeout, throttling) leaves it to be resumed.
 pub async fn teardown(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerError> {
+    super::observe::detaching(eni_id);
     ctx.store.update(eni_id, &ctx.identity.instance_id, |r| {
         r.intent = Intent::Detach;
         r.progress = Progress::DetachRequested;
@@ -79,6 +80,7 @@ async fn unconfigure_and_detach(ctx: &Context, eni_id: &str) -> Result<Teardown,
             source,
         })?;
     ctx.store.remove(eni_id)?;
+    super::observe::forget(eni_id);
     info!(eni = %eni_id, removed = removed.len(), detached, "ENI unconfigured and detached");
     Ok(Teardown { removed, detached })
 }

@@ -250,6 +250,7 @@ pub async fn bring_up(
             last: last_phase(&tl),
         }),
     };
+    super::observe::brought_up(eni_id, &tl, &result);
     let saved = ctx.store.update(eni_id, instance, |r| {
         r.intent = Intent::Attach;
         r.timeline = tl.marks().to_vec();
@@ -288,6 +289,7 @@ fn last_phase(tl: &Timeline) -> String {
 
 /// Hands `plan` to the converger.
 async fn manage(ctx: &Context, plan: &Plan) -> Result<(), WorkerError> {
+    super::observe::planned(plan);
     ctx.converger
         .manage(plan.clone())
         .await
@@ -315,6 +317,7 @@ pub async fn make_plan(
     let subnet = subnets(ctx).wait_own(eni, ctx.agent.attach_timeout).await?;
     let (plan, _) =
         planning::plan(&TablePolicy::Allocate(&ctx.tables), entry, eni, &subnet).await?;
+    super::observe::planned(&plan);
     Ok(plan)
 }
 

@@ -74,7 +74,9 @@ pub async fn attach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
         .map_err(Failure::permanent)?;
     let entry = config.entry_for(eni_id);
     let (ctx, _stop) = context(&config).await?;
-    match worker::bring_up(&ctx, &entry, eni_id).await {
+    let result = worker::bring_up(&ctx, &entry, eni_id).await;
+    crate::metrics::after_one_shot(config.metrics.textfile.as_deref());
+    match result {
         Ok(done) => {
             println!(
                 "{eni_id} configured as {} (ifindex {}, table {})",
