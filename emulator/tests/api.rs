@@ -758,84 +758,91 @@ fn describe_network_interfaces_filters_and_pages() {
         assert_eq!(v["TotalCount"], 5);
         assert_eq!(v["PageNumber"], 1);
         assert_eq!(v["PageSize"], 10);
-        let (_, v) = h
-            .v2("DescribeNetworkInterfaces", &[("InstanceId", INSTANCE)])
-            .await;
-        assert_eq!(ids(&v), vec![PRIMARY]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("Status", "Available"), ("VpcId", "vpc-emu0main")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI1, ENI2, ENI_OTHER_ZONE]);
-        let (_, v) = h
-            .v3(
-                "DescribeNetworkInterfaces",
-                &[("VSwitchId", "vsw-emu0othervpc")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI_OTHER_VPC]);
-        let (_, v) = h
-            .v2("DescribeNetworkInterfaces", &[("Type", "Primary")])
-            .await;
-        assert_eq!(ids(&v), vec![PRIMARY]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[
-                    ("NetworkInterfaceId.1", ENI2),
-                    ("NetworkInterfaceId.2", ENI_OTHER_VPC),
-                ],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI2, ENI_OTHER_VPC]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("Tag.1.Key", "team"), ("Tag.1.Value", "net")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI1, ENI2]);
-        let (_, v) = h
-            .v2("DescribeNetworkInterfaces", &[("Tag.1.Key", "role")])
-            .await;
-        assert_eq!(ids(&v), vec![ENI1]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("PrivateIpAddress.1", "192.168.10.31")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI2]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("Ipv6Address.1", "2408:4005:3a0:7101::20")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI1]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("SecurityGroupId", "sg-emu0other")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI_OTHER_VPC]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("NetworkInterfaceName", "secondary-two")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI2]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("PrimaryIpAddress", "192.168.20.40")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI_OTHER_ZONE]);
+        // Filters: each request and the ENIs it must list, in order.
+        let filters: Vec<(Case, &[&str])> = vec![
+            (
+                Case::v2("DescribeNetworkInterfaces", &[("InstanceId", INSTANCE)]),
+                &[PRIMARY],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("Status", "Available"), ("VpcId", "vpc-emu0main")],
+                ),
+                &[ENI1, ENI2, ENI_OTHER_ZONE],
+            ),
+            (
+                Case::v3(
+                    "DescribeNetworkInterfaces",
+                    &[("VSwitchId", "vsw-emu0othervpc")],
+                ),
+                &[ENI_OTHER_VPC],
+            ),
+            (
+                Case::v2("DescribeNetworkInterfaces", &[("Type", "Primary")]),
+                &[PRIMARY],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[
+                        ("NetworkInterfaceId.1", ENI2),
+                        ("NetworkInterfaceId.2", ENI_OTHER_VPC),
+                    ],
+                ),
+                &[ENI2, ENI_OTHER_VPC],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("Tag.1.Key", "team"), ("Tag.1.Value", "net")],
+                ),
+                &[ENI1, ENI2],
+            ),
+            (
+                Case::v2("DescribeNetworkInterfaces", &[("Tag.1.Key", "role")]),
+                &[ENI1],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("PrivateIpAddress.1", "192.168.10.31")],
+                ),
+                &[ENI2],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("Ipv6Address.1", "2408:4005:3a0:7101::20")],
+                ),
+                &[ENI1],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("SecurityGroupId", "sg-emu0other")],
+                ),
+                &[ENI_OTHER_VPC],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("NetworkInterfaceName", "secondary-two")],
+                ),
+                &[ENI2],
+            ),
+            (
+                Case::v2(
+                    "DescribeNetworkInterfaces",
+                    &[("PrimaryIpAddress", "192.168.20.40")],
+                ),
+                &[ENI_OTHER_ZONE],
+            ),
+        ];
+        for (case, want) in filters {
+            let v = h.run(std::slice::from_ref(&case)).await;
+            assert_eq!(ids(&v[0]), want, "{case:?}");
+        }
         // PageNumber/PageSize.
         let (_, v) = h
             .v2(
