@@ -759,87 +759,57 @@ fn describe_network_interfaces_filters_and_pages() {
         assert_eq!(v["PageNumber"], 1);
         assert_eq!(v["PageSize"], 10);
         // Filters: each request and the ENIs it must list, in order.
-        let filters: Vec<(Case, &[&str])> = vec![
+        let filters: [(Sig, &[(&str, &str)], &[&str]); 12] = [
+            (Sig::V2, &[("InstanceId", INSTANCE)], &[PRIMARY]),
             (
-                Case::v2("DescribeNetworkInterfaces", &[("InstanceId", INSTANCE)]),
-                &[PRIMARY],
-            ),
-            (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("Status", "Available"), ("VpcId", "vpc-emu0main")],
-                ),
+                Sig::V2,
+                &[("Status", "Available"), ("VpcId", "vpc-emu0main")],
                 &[ENI1, ENI2, ENI_OTHER_ZONE],
             ),
             (
-                Case::v3(
-                    "DescribeNetworkInterfaces",
-                    &[("VSwitchId", "vsw-emu0othervpc")],
-                ),
+                Sig::V3,
+                &[("VSwitchId", "vsw-emu0othervpc")],
                 &[ENI_OTHER_VPC],
             ),
+            (Sig::V2, &[("Type", "Primary")], &[PRIMARY]),
             (
-                Case::v2("DescribeNetworkInterfaces", &[("Type", "Primary")]),
-                &[PRIMARY],
-            ),
-            (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[
-                        ("NetworkInterfaceId.1", ENI2),
-                        ("NetworkInterfaceId.2", ENI_OTHER_VPC),
-                    ],
-                ),
+                Sig::V2,
+                &[
+                    ("NetworkInterfaceId.1", ENI2),
+                    ("NetworkInterfaceId.2", ENI_OTHER_VPC),
+                ],
                 &[ENI2, ENI_OTHER_VPC],
             ),
             (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("Tag.1.Key", "team"), ("Tag.1.Value", "net")],
-                ),
+                Sig::V2,
+                &[("Tag.1.Key", "team"), ("Tag.1.Value", "net")],
                 &[ENI1, ENI2],
             ),
+            (Sig::V2, &[("Tag.1.Key", "role")], &[ENI1]),
+            (Sig::V2, &[("PrivateIpAddress.1", "192.168.10.31")], &[ENI2]),
             (
-                Case::v2("DescribeNetworkInterfaces", &[("Tag.1.Key", "role")]),
+                Sig::V2,
+                &[("Ipv6Address.1", "2408:4005:3a0:7101::20")],
                 &[ENI1],
             ),
             (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("PrivateIpAddress.1", "192.168.10.31")],
-                ),
-                &[ENI2],
-            ),
-            (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("Ipv6Address.1", "2408:4005:3a0:7101::20")],
-                ),
-                &[ENI1],
-            ),
-            (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("SecurityGroupId", "sg-emu0other")],
-                ),
+                Sig::V2,
+                &[("SecurityGroupId", "sg-emu0other")],
                 &[ENI_OTHER_VPC],
             ),
             (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("NetworkInterfaceName", "secondary-two")],
-                ),
+                Sig::V2,
+                &[("NetworkInterfaceName", "secondary-two")],
                 &[ENI2],
             ),
             (
-                Case::v2(
-                    "DescribeNetworkInterfaces",
-                    &[("PrimaryIpAddress", "192.168.20.40")],
-                ),
+                Sig::V2,
+                &[("PrimaryIpAddress", "192.168.20.40")],
                 &[ENI_OTHER_ZONE],
             ),
         ];
-        for (case, want) in filters {
+        for (sig, params, want) in filters {
+            let case = Case::new(sig, "DescribeNetworkInterfaces", params);
             let v = h.run(std::slice::from_ref(&case)).await;
             assert_eq!(ids(&v[0]), want, "{case:?}");
         }

@@ -498,7 +498,8 @@ impl<'a> Case<'a> {
         Case::new(Sig::V3, action, params)
     }
 
-    fn new(sig: Sig, action: &'a str, params: &[(&'a str, &'a str)]) -> Case<'a> {
+    /// `action` as the owner with signature `sig`, expected to succeed.
+    pub fn new(sig: Sig, action: &'a str, params: &[(&'a str, &'a str)]) -> Case<'a> {
         Case {
             sig,
             creds: None,
