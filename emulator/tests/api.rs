@@ -500,15 +500,11 @@ fn attach_errors_follow_the_document() {
             "{}",
             r.text().await.unwrap_or_default()
         );
-        let attach = |eni: &'static str, inst: &'static str| {
-            let h = &h;
-            async move {
-                h.v2(
-                    "AttachNetworkInterface",
-                    &[("NetworkInterfaceId", eni), ("InstanceId", inst)],
-                )
-                .await
-            }
+        let attach_case = |eni: &'static str, inst: &'static str| {
+            Case::v2(
+                "AttachNetworkInterface",
+                &[("NetworkInterfaceId", eni), ("InstanceId", inst)],
+            )
         };
         h.run(&[
             Case::v2("AttachNetworkInterface", &[("InstanceId", INSTANCE)])
@@ -542,16 +538,8 @@ fn attach_errors_follow_the_document() {
                 ],
             )
             .fails(400, "UnsupportedParameter"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[("NetworkInterfaceId", ENI1), ("InstanceId", "instance-1")],
-            )
-            .fails(400, "InvalidInstanceID.Malformed"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[("NetworkInterfaceId", "nic-1"), ("InstanceId", INSTANCE)],
-            )
-            .fails(400, "InvalidParams.EniId"),
+            attach_case(ENI1, "instance-1").fails(400, "InvalidInstanceID.Malformed"),
+            attach_case("nic-1", INSTANCE).fails(400, "InvalidParams.EniId"),
             Case::v2(
                 "AttachNetworkInterface",
                 &[
@@ -575,98 +563,22 @@ fn attach_errors_follow_the_document() {
                 ],
             )
             .fails(400, "Forbidden.RegionId"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-doesnotexist"),
-                    ("InstanceId", INSTANCE),
-                ],
-            )
-            .fails(404, "InvalidEniId.NotFound"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", ENI1),
-                    ("InstanceId", "i-doesnotexist"),
-                ],
-            )
-            .fails(404, "InvalidEcsId.NotFound"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[("NetworkInterfaceId", ENI1), ("InstanceId", "i-shanghai")],
-            )
-            .fails(403, "InvalidInstanceId.NotFound"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", ENI_OTHER_ZONE),
-                    ("InstanceId", INSTANCE),
-                ],
-            )
-            .fails(403, "InvalidOperation.AvailabilityZoneMismatch"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", ENI_OTHER_VPC),
-                    ("InstanceId", INSTANCE),
-                ],
-            )
-            .fails(403, "InvalidOperation.VpcMismatch"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[("NetworkInterfaceId", ENI1), ("InstanceId", "i-starting")],
-            )
-            .fails(400, "InvalidOperation.InvalidEcsState"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[("NetworkInterfaceId", ENI1), ("InstanceId", "i-baremetal")],
-            )
-            .fails(403, "InvalidOperation.HotPlugNotSupport"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-managed"),
-                    ("InstanceId", INSTANCE),
-                ],
-            )
-            .fails(403, "InvalidOperation.EniServiceManaged"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-manyips"),
-                    ("InstanceId", "i-tiny"),
-                ],
-            )
-            .fails(403, "InvalidOperation.Ipv4CountExceeded"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-manyv6"),
-                    ("InstanceId", "i-tiny"),
-                ],
-            )
-            .fails(403, "InvalidOperation.Ipv6CountExceeded"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-bigqueue"),
-                    ("InstanceId", "i-tiny"),
-                ],
-            )
-            .fails(403, "InvalidOperation.ExceedInstanceTypeQueueNumber"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[("NetworkInterfaceId", "eni-rss"), ("InstanceId", "i-tiny")],
-            )
-            .fails(400, "InvalidOperation.InstanceTypeNotSupportRss"),
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-erdma"),
-                    ("InstanceId", INSTANCE),
-                ],
-            )
-            .fails(
+            attach_case("eni-doesnotexist", INSTANCE).fails(404, "InvalidEniId.NotFound"),
+            attach_case(ENI1, "i-doesnotexist").fails(404, "InvalidEcsId.NotFound"),
+            attach_case(ENI1, "i-shanghai").fails(403, "InvalidInstanceId.NotFound"),
+            attach_case(ENI_OTHER_ZONE, INSTANCE)
+                .fails(403, "InvalidOperation.AvailabilityZoneMismatch"),
+            attach_case(ENI_OTHER_VPC, INSTANCE).fails(403, "InvalidOperation.VpcMismatch"),
+            attach_case(ENI1, "i-starting").fails(400, "InvalidOperation.InvalidEcsState"),
+            attach_case(ENI1, "i-baremetal").fails(403, "InvalidOperation.HotPlugNotSupport"),
+            attach_case("eni-managed", INSTANCE).fails(403, "InvalidOperation.EniServiceManaged"),
+            attach_case("eni-manyips", "i-tiny").fails(403, "InvalidOperation.Ipv4CountExceeded"),
+            attach_case("eni-manyv6", "i-tiny").fails(403, "InvalidOperation.Ipv6CountExceeded"),
+            attach_case("eni-bigqueue", "i-tiny")
+                .fails(403, "InvalidOperation.ExceedInstanceTypeQueueNumber"),
+            attach_case("eni-rss", "i-tiny")
+                .fails(400, "InvalidOperation.InstanceTypeNotSupportRss"),
+            attach_case("eni-erdma", INSTANCE).fails(
                 403,
                 "InvalidOperation.InstanceTypeNotSupportHighPerformanceTrafficMode",
             ),
@@ -691,25 +603,11 @@ fn attach_errors_follow_the_document() {
         ])
         .await;
         // ENI limit of ecs.tiny: 2 including the primary.
-        assert_eq!(attach("eni-plain1", "i-tiny").await.0, 200);
+        h.run(&[attach_case("eni-plain1", "i-tiny")]).await;
         h.run(&[
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-plain2"),
-                    ("InstanceId", "i-tiny"),
-                ],
-            )
-            .fails(403, "EniPerInstanceLimitExceeded"),
+            attach_case("eni-plain2", "i-tiny").fails(403, "EniPerInstanceLimitExceeded"),
             // Not Available any more.
-            Case::v2(
-                "AttachNetworkInterface",
-                &[
-                    ("NetworkInterfaceId", "eni-plain1"),
-                    ("InstanceId", INSTANCE),
-                ],
-            )
-            .fails(400, "InvalidOperation.InvalidEniState"),
+            attach_case("eni-plain1", INSTANCE).fails(400, "InvalidOperation.InvalidEniState"),
         ])
         .await;
         // Works with NetworkCardIndex 0 on a type with network cards.
