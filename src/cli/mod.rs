@@ -59,6 +59,7 @@ pub enum Command {
     /// One-shot (cloud-init): attach ENI_ID, configure it, exit 0 once configured
     /// (1: permanent error, 2: timeout, 64: bad usage).
     Attach {
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -67,6 +68,7 @@ pub enum Command {
     /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available
     /// (1: permanent error, 2: timeout; a rerun resumes an interrupted detach).
     Detach {
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -78,10 +80,14 @@ pub enum Command {
         json: bool,
     },
     /// Print the kernel operations that would configure ENI_ID; change nothing.
-    Plan { eni_id: String },
+    Plan {
+        #[arg(value_parser = eni_id_arg)]
+        eni_id: String,
+    },
     /// Show an ENI's facts as the ECS API reports them (DescribeNetworkInterfaceAttribute).
     Describe {
         /// The ENI id (eni-...).
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Print the facts as JSON.
         #[arg(long)]
@@ -94,6 +100,14 @@ pub enum Command {
         /// The file to check.
         file: Option<PathBuf>,
     },
+}
+
+/// An ENI id argument, refused before anything else happens (exit 64) when
+/// it does not have the documented shape.
+fn eni_id_arg(value: &str) -> Result<String, String> {
+    crate::ids::EniId::parse(value)
+        .map(String::from)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs a parsed command line.
@@ -130,7 +144,11 @@ fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), String>
     println!("{}: valid", path.display());
     println!(
         "  api: region {}, endpoint {}, signature {:?}, {} attempts within {}",
-        config.api.region.as_deref().unwrap_or("(from metadata)"),
+        config
+            .api
+            .region
+            .as_ref()
+            .map_or("(from metadata)", |r| r.as_str()),
         config
             .api
             .endpoint
@@ -195,7 +213,7 @@ pub async fn ecs_client(
     metadata: Arc<MetadataClient>,
 ) -> Result<EcsClient, String> {
     let region = match &config.api.region {
-        Some(region) => region.clone(),
+        Some(region) => region.to_string(),
         None => metadata.text("region-id").await.map_err(|e| {
             format!("cannot learn the region from the metadata service ({e}); set api.region in the configuration")
         })?,
@@ -213,6 +231,8 @@ pub fn ecs_client_for_region(
         CredentialProvider::resolve(&config.credentials, |k| std::env::var(k).ok(), metadata)
             .map_err(|e| e.to_string())?;
     tracing::debug!(origin = %credentials.origin(), "credentials");
-    let options = EcsOptions::from_config(&config.api, region, |k| std::env::var(k).ok());
+    let region = crate::ids::RegionId::parse(region.trim())
+        .map_err(|e| format!("the region (api.region or the metadata service's region-id): {e}"))?;
+    let options = EcsOptions::from_config(&config.api, &region, |k| std::env::var(k).ok());
     EcsClient::new(options, credentials).map_err(|e| e.to_string())
 }

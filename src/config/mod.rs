@@ -48,6 +48,7 @@ use serde::Deserialize;
 
 use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
+use crate::ids::{InstanceId, RegionId, VpcId, ZoneId};
 
 pub use eni::{EniConfig, EniSelector, is_eni_id};
 
@@ -89,9 +90,9 @@ pub struct AgentConfig {
     pub table_min: u32,
     pub table_max: u32,
     /// Identity overrides (default: the metadata service).
-    pub instance_id: Option<String>,
-    pub zone_id: Option<String>,
-    pub vpc_id: Option<String>,
+    pub instance_id: Option<InstanceId>,
+    pub zone_id: Option<ZoneId>,
+    pub vpc_id: Option<VpcId>,
 }
 
 impl Default for AgentConfig {
@@ -118,7 +119,7 @@ pub struct ApiConfig {
     /// Endpoint URL; default `https://ecs-vpc.<region>.aliyuncs.com`.
     pub endpoint: Option<String>,
     /// Region id; default: the metadata service's `region-id`.
-    pub region: Option<String>,
+    pub region: Option<RegionId>,
     pub signature: SignatureVersion,
     #[serde(deserialize_with = "duration::deserialize")]
     pub connect_timeout: Duration,
@@ -340,17 +341,29 @@ impl Config {
     }
 }
 
-/// An endpoint must be an absolute http(s) URL without a path beyond `/`.
+/// An endpoint must be an absolute http(s) URL with a host and nothing else:
+/// no user name or password, no path beyond `/`, no query, no fragment
+/// (each of them could send signed requests somewhere else than the host
+/// a reader of the URL sees).
 pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    if url.len() > 512 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("it is longer than 512 characters or contains whitespace or control characters".into());
+    }
     let parsed =
         reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
     }
-    if parsed.host_str().is_none() {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err("it has no host".into());
     }
-    if parsed.path() != "/" || parsed.query().is_some() {
+    if !parsed.username().is_empty() || parsed.password().is_some() || url.contains('@') {
+        return Err("it must not carry a user name or password (write it like https://host[:port])".into());
+    }
+    if parsed.fragment().is_some() || url.contains('#') {
+        return Err("it must not carry a fragment (#...)".into());
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || url.contains('?') {
         return Err("it must not carry a path or query (the API path is always /)".into());
     }
     Ok(parsed)
@@ -400,7 +413,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let err = Config::from_toml("[api]\nregion = \"x\"\nretries = 3\n", "cfg.toml")
+        let err = Config::from_toml("[api]\nregion = \"cn-x\"\nretries = 3\n", "cfg.toml")
             .expect_err("unknown key")
             .to_string();
         assert!(err.contains("retries"), "{err}");
@@ -426,6 +439,19 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("api.endpoint"), "{err}");
+        for (text, needle) in [
+            ("[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n", "user name"),
+            ("[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n", "fragment"),
+            ("[api]\nendpoint = \"https://127.0.0.1/?a=b\"\n", "query"),
+            ("[metadata]\nendpoint = \"http://u:p@100.100.100.200\"\n", "metadata.endpoint"),
+            ("[api]\nregion = \"x@127.0.0.1:18443#\"\n", "region id"),
+            ("[agent]\ninstance_id = \"i-a\\nb\"\n", "instance id"),
+            ("[agent]\nzone_id = \"cn/zone\"\n", "zone id"),
+            ("[agent]\nvpc_id = \"vsw-1\"\n", "VPC id"),
+        ] {
+            let err = Config::from_toml(text, "t").expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
         let err = Config::from_toml("[api.retry]\nmax_attempts = 0\n", "t")
             .expect_err("bad")
             .to_string();

@@ -326,12 +326,27 @@ impl MetadataClient {
         .await
     }
 
+    /// A required id, parsed into its type: `T::from_str` checks the
+    /// documented shape, so a hostile value never reaches a URL or a file.
+    pub async fn id<T>(&self, path: &str) -> Result<T, MetadataError>
+    where
+        T: std::str::FromStr<Err = crate::ids::IdError>,
+    {
+        self.required(path, |t| {
+            t.trim().parse::<T>().map_err(|e| ParseError {
+                what: format!("not a valid {}: expected {}", e.kind, e.shape),
+                value: e.value,
+            })
+        })
+        .await
+    }
+
     /// `instance-id`, `region-id`, `zone-id`.
     pub async fn identity(&self) -> Result<InstanceIdentity, MetadataError> {
         let (instance_id, region_id, zone_id) = tokio::try_join!(
-            self.text("instance-id"),
-            self.text("region-id"),
-            self.text("zone-id")
+            self.id("instance-id"),
+            self.id("region-id"),
+            self.id("zone-id")
         )?;
         Ok(InstanceIdentity {
             instance_id,
@@ -352,8 +367,8 @@ impl MetadataClient {
     }
 
     /// The instance's VPC (`vpc-id`).
-    pub async fn vpc_id(&self) -> Result<String, MetadataError> {
-        self.text("vpc-id").await
+    pub async fn vpc_id(&self) -> Result<crate::ids::VpcId, MetadataError> {
+        self.id("vpc-id").await
     }
 
     /// The MACs listed under `network/interfaces/macs/`.
