@@ -173,6 +173,7 @@ impl EcsClient {
         // Attempts refused by throttling; they count against the deadline
         // only (see ThrottleBackoff).
         let mut throttled = 0;
+        let mut refetched = false;
         loop {
             attempt += 1;
             let error = match self.send_once::<T>(action, &params, body_limit).await {
@@ -186,6 +187,18 @@ impl EcsClient {
                 }
                 Err(e) => e,
             };
+            if !refetched && is_expired_credentials(&error) {
+                // Cached STS credentials the service calls expired: drop
+                // them and try once more with fresh ones (not counted as a
+                // retry; a second expiry is final).
+                refetched = true;
+                if let Some(key) = self.last_key_id().await {
+                    if self.inner.credentials.invalidate(&key).await {
+                        warn!(action, error = %error, "credentials expired; fetching new ones");
+                        continue;
+                    }
+                }
+            }
             if error.class() != ErrorClass::Retry {
                 return Err(error);
             }
@@ -214,6 +227,16 @@ impl EcsClient {
                   error = %error, "ECS call failed; retrying");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The AccessKeyId the provider currently hands out (for invalidation).
+    async fn last_key_id(&self) -> Option<String> {
+        self.inner
+            .credentials
+            .credentials()
+            .await
+            .ok()
+            .map(|c| c.access_key_id)
     }
 
     /// One signed attempt.
@@ -308,6 +331,19 @@ impl EcsClient {
             ))
         }
     }
+}
+
+/// Codes that mean the credentials themselves have run out.
+const EXPIRED_CREDENTIAL_CODES: &[&str] = &[
+    "InvalidSecurityToken.Expired",
+    "SecurityTokenExpired",
+    "InvalidAccessKeyId.Expired",
+];
+
+fn is_expired_credentials(error: &CloudError) -> bool {
+    error
+        .code()
+        .is_some_and(|c| EXPIRED_CREDENTIAL_CODES.contains(&c))
 }
 
 /// Decodes a 2xx body as `T`, with its RequestId.
