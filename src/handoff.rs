@@ -234,7 +234,10 @@ mod tests {
         let admin = root.path().join("networkd/05-eni-agent-eni-abc.network");
         std::fs::create_dir_all(admin.parent().expect("dir")).expect("dir");
         std::fs::write(&admin, "[Match]\nName=eth9\n").expect("admin file");
-        let err = d.install("eni-abc", mac).expect_err("foreign file").to_string();
+        let err = d
+            .install("eni-abc", mac)
+            .expect_err("foreign file")
+            .to_string();
         assert!(err.contains("not written by eni-agent"), "{err}");
         assert_eq!(
             std::fs::read_to_string(&admin).expect("kept"),

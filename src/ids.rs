@@ -43,7 +43,9 @@ fn is_prefixed(value: &str, prefix: &str) -> bool {
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|rest| {
-            !rest.is_empty() && rest.len() <= MAX_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            !rest.is_empty()
+                && rest.len() <= MAX_LEN
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric())
         })
 }
 
@@ -209,7 +211,12 @@ mod tests {
         for ok in ["eni-bp1b2c0jvnj0g17b0001", "eni-1", "eni-ABC9"] {
             assert!(EniId::is_valid(ok), "{ok}");
         }
-        for ok in ["cn-hangzhou", "us-east-1", "cn-hangzhou-finance", "me-east-1"] {
+        for ok in [
+            "cn-hangzhou",
+            "us-east-1",
+            "cn-hangzhou-finance",
+            "me-east-1",
+        ] {
             assert!(RegionId::is_valid(ok), "{ok}");
         }
         assert!(ZoneId::is_valid("cn-hangzhou-i"));

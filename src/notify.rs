@@ -59,6 +59,9 @@ mod tests {
     fn a_status_line_cannot_carry_another_assignment() {
         let line = status_line("1 configured: eni-a\nREADY=1\nMAINPID=1");
         assert!(!line.contains('\n'), "{line}");
-        assert_eq!(status_line(&"x".repeat(1000)).chars().count(), MAX_STATUS_CHARS + 1);
+        assert_eq!(
+            status_line(&"x".repeat(1000)).chars().count(),
+            MAX_STATUS_CHARS + 1
+        );
     }
 }

@@ -224,7 +224,8 @@ mod tests {
             percent_encode(token)
         );
         let auth = "Authorization: ACS3-HMAC-SHA256 Credential=STS.keyid123,SignedHeaders=host,Signature=0123456789abcdef";
-        let json = format!("{{\"SecurityToken\": \"{token}\", \"AccessKeySecret\":\"s3cr3t-value\"}}");
+        let json =
+            format!("{{\"SecurityToken\": \"{token}\", \"AccessKeySecret\":\"s3cr3t-value\"}}");
         for text in [v2, v3, url, auth.to_owned(), json] {
             for known in [&[token, "STS.keyid123", "s3cr3t-value"][..], &[][..]] {
                 let clean = scrub(&text, known);
@@ -243,15 +244,25 @@ mod tests {
             }
         }
         // Names that only start like a secret one are left alone.
-        let kept = scrub("SignatureMethod=HMAC-SHA1&SignatureNonce=abc&NextToken=x", &[]);
-        assert_eq!(kept, "SignatureMethod=HMAC-SHA1&SignatureNonce=abc&NextToken=x");
+        let kept = scrub(
+            "SignatureMethod=HMAC-SHA1&SignatureNonce=abc&NextToken=x",
+            &[],
+        );
+        assert_eq!(
+            kept,
+            "SignatureMethod=HMAC-SHA1&SignatureNonce=abc&NextToken=x"
+        );
     }
 
     #[test]
     fn messages_are_bounded_and_lose_control_characters() {
         let long = "a\u{1b}[31m".repeat(1000);
         let clean = scrub(&long, &[]);
-        assert!(clean.chars().count() <= MAX_MESSAGE_CHARS + 1, "{}", clean.len());
+        assert!(
+            clean.chars().count() <= MAX_MESSAGE_CHARS + 1,
+            "{}",
+            clean.len()
+        );
         assert!(!clean.contains('\u{1b}'));
         assert_eq!(bound_message("x\ny", 10), "x y");
     }

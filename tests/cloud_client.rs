@@ -680,9 +680,7 @@ async fn echoed_strings_to_sign_never_carry_the_sts_token_v2_and_v3() {
     let url = echoing_server().await;
     for signature in [SignatureVersion::V2, SignatureVersion::V3] {
         let err = sts_client(url.clone(), signature)
-            .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new(
-                "eni-1",
-            ))
+            .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
             .await
             .expect_err("signature mismatch");
         assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err}");
@@ -770,7 +768,10 @@ async fn pagination_is_bounded_in_pages_bytes_and_enis() {
     let server = Scripted::start().await;
     server.on(
         is_action("DescribeNetworkInterfaces"),
-        vec![Reply::new(200, page("", &["eni-a".into()], limits::MAX_PAGE_BYTES + 10))],
+        vec![Reply::new(
+            200,
+            page("", &["eni-a".into()], limits::MAX_PAGE_BYTES + 10),
+        )],
     );
     let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
     let err = client
@@ -794,12 +795,20 @@ async fn pagination_is_bounded_in_pages_bytes_and_enis() {
         })
         .await
         .expect_err("too many ENIs");
-    assert!(err.to_string().contains("more than 4 network interfaces"), "{err}");
+    assert!(
+        err.to_string().contains("more than 4 network interfaces"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_listed_eni_id_of_the_wrong_shape_is_refused() {
-    for bad in ["eni-x\\nmatch-device=interface-name:eth0", "eni-a/../b", "i-123", ""] {
+    for bad in [
+        "eni-x\\nmatch-device=interface-name:eth0",
+        "eni-a/../b",
+        "i-123",
+        "",
+    ] {
         let server = Scripted::start().await;
         server.on(
             is_action("DescribeNetworkInterfaces"),
@@ -840,10 +849,18 @@ fn endpoints_and_regions_that_could_redirect_signed_requests_are_refused() {
             ..EcsOptions::from_config(&ApiConfig::default(), &region("cn-hangzhou"), |_| None)
         };
         let err = EcsClient::new(options, provider(None)).expect_err(endpoint);
-        assert!(err.to_string().contains("ECS endpoint"), "{endpoint}: {err}");
+        assert!(
+            err.to_string().contains("ECS endpoint"),
+            "{endpoint}: {err}"
+        );
     }
     // The metadata service's region-id goes into the default endpoint's host.
-    for bad in ["x@127.0.0.1:18443#", "cn-hangzhou.evil.example", "cn hangzhou", ""] {
+    for bad in [
+        "x@127.0.0.1:18443#",
+        "cn-hangzhou.evil.example",
+        "cn hangzhou",
+        "",
+    ] {
         assert!(bad.parse::<eni_agent::ids::RegionId>().is_err(), "{bad}");
         let options = EcsOptions {
             region: bad.into(),

@@ -358,7 +358,9 @@ fn a_credentials_file_behind_a_symlink_or_owned_by_another_user_is_refused() {
         return;
     }
     std::os::unix::fs::chown(file.path(), Some(4242), Some(4242)).expect("chown");
-    let err = load_file(file.path()).expect_err("foreign owner").to_string();
+    let err = load_file(file.path())
+        .expect_err("foreign owner")
+        .to_string();
     assert!(err.contains("uid 4242") && err.contains("chown"), "{err}");
     std::os::unix::fs::chown(file.path(), Some(0), Some(0)).expect("chown back");
     load_file(file.path()).expect("root-owned 0600 file");
@@ -367,7 +369,11 @@ fn a_credentials_file_behind_a_symlink_or_owned_by_another_user_is_refused() {
 #[tokio::test]
 async fn an_expired_sts_token_drops_the_cached_credentials_and_is_fetched_once_more() {
     let server = Scripted::start().await;
-    server.route(Method::PUT, "/latest/api/token", vec![Reply::new(200, MD_TOKEN)]);
+    server.route(
+        Method::PUT,
+        "/latest/api/token",
+        vec![Reply::new(200, MD_TOKEN)],
+    );
     server.route(Method::GET, ROLES, vec![Reply::new(200, "EniAgentRole/")]);
     // Both documents say an hour is left; the service disagrees about the first.
     server.route(
@@ -384,15 +390,20 @@ async fn an_expired_sts_token_drops_the_cached_credentials_and_is_fetched_once_m
             ),
         ],
     );
-    let expired =
-        r#"{"RequestId":"R1","Code":"InvalidSecurityToken.Expired","Message":"Specified SecurityToken is expired."}"#;
+    let expired = r#"{"RequestId":"R1","Code":"InvalidSecurityToken.Expired","Message":"Specified SecurityToken is expired."}"#;
     let ok = r#"{"RequestId":"R2","NetworkInterfaceId":"eni-1","Status":"Available"}"#;
     server.on(
-        |r| r.method == Method::POST && r.header("x-acs-security-token").as_deref() == Some("sts-token-old"),
+        |r| {
+            r.method == Method::POST
+                && r.header("x-acs-security-token").as_deref() == Some("sts-token-old")
+        },
         vec![Reply::new(400, expired)],
     );
     server.on(
-        |r| r.method == Method::POST && r.header("x-acs-security-token").as_deref() == Some("sts-token-new"),
+        |r| {
+            r.method == Method::POST
+                && r.header("x-acs-security-token").as_deref() == Some("sts-token-new")
+        },
         vec![Reply::new(200, ok)],
     );
     let provider =
@@ -427,7 +438,11 @@ async fn an_expired_sts_token_drops_the_cached_credentials_and_is_fetched_once_m
     // A token that is still called expired after the refetch is final: one
     // refetch per call, no loop.
     let server = Scripted::start().await;
-    server.route(Method::PUT, "/latest/api/token", vec![Reply::new(200, MD_TOKEN)]);
+    server.route(
+        Method::PUT,
+        "/latest/api/token",
+        vec![Reply::new(200, MD_TOKEN)],
+    );
     server.route(Method::GET, ROLES, vec![Reply::new(200, "EniAgentRole/")]);
     server.route(
         Method::GET,

@@ -145,9 +145,18 @@ mod edges {
     fn configured_ids_and_endpoints_are_refused_naming_the_key() {
         for (text, needle) in [
             ("[api]\nregion = \"x@127.0.0.1:18443#\"\n", "region id"),
-            ("[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n", "api.endpoint"),
-            ("[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n", "api.endpoint"),
-            ("[metadata]\nendpoint = \"http://a@100.100.100.200\"\n", "metadata.endpoint"),
+            (
+                "[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n",
+                "api.endpoint",
+            ),
+            (
+                "[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n",
+                "api.endpoint",
+            ),
+            (
+                "[metadata]\nendpoint = \"http://a@100.100.100.200\"\n",
+                "metadata.endpoint",
+            ),
             ("[agent]\ninstance_id = \"i-1 i-2\"\n", "instance id"),
             ("[agent]\nzone_id = \"cn-hangzhou-i\\n\"\n", "zone id"),
             ("[[eni]]\nid = \"eni-a\\nmanaged=0\"\n", "not an ENI id"),

@@ -347,7 +347,9 @@ impl Config {
 /// a reader of the URL sees).
 pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
     if url.len() > 512 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("it is longer than 512 characters or contains whitespace or control characters".into());
+        return Err(
+            "it is longer than 512 characters or contains whitespace or control characters".into(),
+        );
     }
     let parsed =
         reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
@@ -358,7 +360,9 @@ pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
         return Err("it has no host".into());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() || url.contains('@') {
-        return Err("it must not carry a user name or password (write it like https://host[:port])".into());
+        return Err(
+            "it must not carry a user name or password (write it like https://host[:port])".into(),
+        );
     }
     if parsed.fragment().is_some() || url.contains('#') {
         return Err("it must not carry a fragment (#...)".into());
@@ -440,10 +444,19 @@ mod tests {
             .to_string();
         assert!(err.contains("api.endpoint"), "{err}");
         for (text, needle) in [
-            ("[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n", "user name"),
-            ("[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n", "fragment"),
+            (
+                "[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n",
+                "user name",
+            ),
+            (
+                "[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n",
+                "fragment",
+            ),
             ("[api]\nendpoint = \"https://127.0.0.1/?a=b\"\n", "query"),
-            ("[metadata]\nendpoint = \"http://u:p@100.100.100.200\"\n", "metadata.endpoint"),
+            (
+                "[metadata]\nendpoint = \"http://u:p@100.100.100.200\"\n",
+                "metadata.endpoint",
+            ),
             ("[api]\nregion = \"x@127.0.0.1:18443#\"\n", "region id"),
             ("[agent]\ninstance_id = \"i-a\\nb\"\n", "instance id"),
             ("[agent]\nzone_id = \"cn/zone\"\n", "zone id"),

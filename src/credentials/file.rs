@@ -33,7 +33,9 @@ pub fn load(path: &Path, profile: &str) -> Result<Credentials, CredentialsError>
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                file_error("it is a symbolic link; point credentials.file at the file itself".into())
+                file_error(
+                    "it is a symbolic link; point credentials.file at the file itself".into(),
+                )
             } else {
                 file_error(e.to_string())
             }

@@ -131,7 +131,10 @@ impl EcsClient {
             }
             for ni in &body.network_interface_sets.items {
                 if let Err(e) = EniId::parse(&ni.network_interface_id) {
-                    return Err(invalid(&page.request_id, format!("NetworkInterfaceId: {e}")));
+                    return Err(invalid(
+                        &page.request_id,
+                        format!("NetworkInterfaceId: {e}"),
+                    ));
                 }
             }
             if body.next_token.len() > 1024 {
