@@ -269,3 +269,54 @@ fn a_pagination_flood_keeps_the_daemon_under_64_mib() {
     );
     eprintln!("pagination flood: {pages} pages served, peak RSS {hwm} KiB");
 }
+
+/// `attach`, `detach`, `plan` and `describe` refuse a malformed ENI id with
+/// exit 64, naming the argument and the expected shape, before any request
+/// (the endpoints point at a listener that must see no connection).
+#[test]
+fn malformed_eni_ids_on_the_command_line_are_refused_before_any_call() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[api]\nregion = \"cn-hangzhou\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    for command in ["attach", "detach", "plan", "describe"] {
+        for bad in [
+            "eni-x\nmatch-device=interface-name:eth0",
+            "eni-a/../../etc",
+            "i-123",
+            "eni-",
+        ] {
+            let out = std::process::Command::new(agent_bin())
+                .arg("--config")
+                .arg(&config)
+                .args([command, bad])
+                .env("ENI_AGENT_ECS_ENDPOINT", &url)
+                .env("ENI_AGENT_METADATA_ENDPOINT", &url)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIcli")
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "cli-secret")
+                .env_remove("NOTIFY_SOCKET")
+                .output()
+                .expect("run eni-agent");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(64), "{command} {bad:?}: {stderr}");
+            assert!(
+                stderr.contains("ENI_ID") && stderr.contains("eni- followed by"),
+                "{command} {bad:?}: names the argument and the shape: {stderr}"
+            );
+        }
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no request was made"
+    );
+    assert!(!dir.path().join("state").exists(), "nothing was written");
+}

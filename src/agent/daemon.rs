@@ -182,6 +182,7 @@ async fn resolve(ctx: &Context, config: &Config) -> Vec<(String, EniConfig)> {
                         key: key.clone(),
                         value: Some(value.clone()),
                     }],
+                    max_items: Some(ctx.agent.max_tag_enis),
                     ..Default::default()
                 };
                 match ctx.ecs.describe_network_interfaces(&request).await {

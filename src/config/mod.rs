@@ -30,6 +30,7 @@
 //! state_dir = "/var/lib/eni-agent"
 //! describe_interval = "60s"            # re-read each ENI's IPs (jittered)
 //! detach_on_remove = false             # SIGHUP: detach ENIs removed from this file
+//! max_tag_enis = 64                    # the most ENIs one tag entry may select
 //!
 //! [[eni]]
 //! id = "eni-bp1..."                    # or: tag = "role=db" (every Available ENI so tagged in my zone)
@@ -56,6 +57,9 @@ pub use eni::{EniConfig, EniSelector, is_eni_id};
 pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
 /// Environment variable that overrides the metadata endpoint.
 pub const ENV_METADATA_ENDPOINT: &str = "ENI_AGENT_METADATA_ENDPOINT";
+
+/// The most `[[eni]]` entries a file may have (each is a worker).
+pub const MAX_ENI_ENTRIES: usize = 256;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -89,6 +93,9 @@ pub struct AgentConfig {
     /// First and last routing table number the agent may allocate.
     pub table_min: u32,
     pub table_max: u32,
+    /// The most ENIs one `tag` entry may select; a listing with more is
+    /// refused (and the previous selection kept).
+    pub max_tag_enis: usize,
     /// Identity overrides (default: the metadata service).
     pub instance_id: Option<InstanceId>,
     pub zone_id: Option<ZoneId>,
@@ -105,6 +112,7 @@ impl Default for AgentConfig {
             manage_network_managers: true,
             table_min: 10001,
             table_max: 10999,
+            max_tag_enis: 64,
             instance_id: None,
             zone_id: None,
             vpc_id: None,
@@ -327,6 +335,18 @@ impl Config {
             return Err(
                 "agent.describe_interval must be at least 5s (the ECS API is rate limited)".into(),
             );
+        }
+        if !(1..=1000).contains(&a.max_tag_enis) {
+            return Err(format!(
+                "agent.max_tag_enis must be between 1 and 1000, got {}",
+                a.max_tag_enis
+            ));
+        }
+        if self.eni.len() > MAX_ENI_ENTRIES {
+            return Err(format!(
+                "{} [[eni]] entries; at most {MAX_ENI_ENTRIES} are allowed (use tag = \"key=value\" entries to select many ENIs)",
+                self.eni.len()
+            ));
         }
         eni::validate(&self.eni, a.table_min..=a.table_max)?;
         for (key, value) in [

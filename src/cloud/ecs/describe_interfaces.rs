@@ -125,7 +125,7 @@ impl EcsClient {
                 return Err(invalid(
                     &page.request_id,
                     format!(
-                        "more than {max_items} network interfaces match; narrow the filter (or raise the limit)"
+                        "more than {max_items} network interfaces match; narrow the filter or raise the limit (agent.max_tag_enis)"
                     ),
                 ));
             }
