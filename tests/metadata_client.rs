@@ -414,3 +414,25 @@ async fn identity_values_must_have_their_documented_shape() {
     let err = client(&server, false).vpc_id().await.expect_err("vsw");
     assert!(err.to_string().contains("VPC id"), "{err}");
 }
+
+#[tokio::test]
+async fn per_mac_ids_must_have_their_documented_shape() {
+    for (key, bad, kind) in [
+        ("network-interface-id", "eni-a\nmanaged=0", "ENI id"),
+        ("vswitch-id", "vsw-a/../b", "vSwitch id"),
+    ] {
+        let server = Scripted::start().await;
+        let path = meta(&format!("network/interfaces/macs/{MAC}/{key}"));
+        server.on(
+            move |r| r.uri.path() == path,
+            vec![Reply::new(200, bad.to_owned())],
+        );
+        server.route(Method::PUT, TOKEN_PATH, vec![Reply::new(404, "")]);
+        let err = client(&server, false)
+            .interface(MAC.parse::<MacAddr>().expect("mac"))
+            .await
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains(key) && err.contains(kind), "{key}: {err}");
+    }
+}

@@ -398,7 +398,10 @@ impl MetadataClient {
     pub async fn interface(&self, mac: MacAddr) -> Result<InterfaceFacts, MetadataError> {
         let p = |key: &str| format!("network/interfaces/macs/{mac}/{key}");
         let (id, primary, v4s, mask, gw, vsw, vpc) = tokio::try_join!(
-            self.optional(p("network-interface-id"), |t| Ok(t.trim().to_owned())),
+            self.optional(
+                p("network-interface-id"),
+                |t| checked_id::<crate::ids::EniId>(t)
+            ),
             self.optional(p("primary-ip-address"), parse::ipv4),
             self.optional(p("private-ipv4s"), parse::ipv4_json_array),
             self.optional(p("netmask"), parse::netmask),
@@ -412,7 +415,7 @@ impl MetadataClient {
             self.optional(p("vswitch-ipv6-cidr-block"), parse::ipv6_net),
             self.optional(p("ipv4-prefixes"), parse::ipv4_net_list),
             self.optional(p("ipv6-prefixes"), parse::ipv6_net_list),
-            self.optional(p("vswitch-id"), |t| Ok(t.trim().to_owned())),
+            self.optional(p("vswitch-id"), |t| checked_id::<crate::ids::VSwitchId>(t)),
         )?;
         Ok(InterfaceFacts {
             network_interface_id: id,
@@ -431,4 +434,18 @@ impl MetadataClient {
             mac: Some(mac),
         })
     }
+}
+
+/// `text` as an id of type `T` (shape checked), kept as a string.
+fn checked_id<T>(text: &str) -> Result<String, ParseError>
+where
+    T: std::str::FromStr<Err = crate::ids::IdError> + std::fmt::Display,
+{
+    text.trim()
+        .parse::<T>()
+        .map(|id| id.to_string())
+        .map_err(|e| ParseError {
+            what: format!("not a valid {}: expected {}", e.kind, e.shape),
+            value: e.value,
+        })
 }
