@@ -70,26 +70,27 @@ impl<'de> Deserialize<'de> for Secret {
 /// kept in an error, a log line or a state file.
 pub const MAX_MESSAGE_CHARS: usize = 512;
 
-/// Parameter and header names whose values are secret or identify a key.
+/// Parameter and header names whose values are secret or identify a key,
+/// lower-case (they are matched without regard to case).
 const SECRET_NAMES: &[&str] = &[
     "x-acs-security-token",
-    "SecurityToken",
+    "securitytoken",
     "security_token",
-    "AccessKeySecret",
+    "accesskeysecret",
     "access_key_secret",
-    "AccessKeyId",
+    "accesskeyid",
     "access_key_id",
-    "Signature",
-    "Credential",
+    "signature",
+    "credential",
     "token",
 ];
 
 /// What a name and its value may be separated by, in any encoding the text
-/// may carry (a string to sign encodes the query twice).
+/// may carry (a string to sign encodes the query twice); lower-case.
 const SEPARATORS: &[&str] = &[
-    "%25253D",
-    "%253D",
-    "%3D",
+    "%25253d",
+    "%253d",
+    "%3d",
     "=",
     "\\\":\\\"",
     "\":\"",
@@ -144,8 +145,7 @@ fn scrub_named(text: &str) -> String {
     let mut i = 0;
     'outer: while i < text.len() {
         for name in SECRET_NAMES {
-            let name_lc = name.to_ascii_lowercase();
-            if !lower[i..].starts_with(&name_lc) {
+            if !lower[i..].starts_with(name) {
                 continue;
             }
             let after_name = i + name.len();
@@ -155,9 +155,9 @@ fn scrub_named(text: &str) -> String {
                 continue;
             }
             for sep in SEPARATORS {
-                if lower[after_name..].starts_with(&sep.to_ascii_lowercase()) {
+                if lower[after_name..].starts_with(sep) {
                     let start = after_name + sep.len();
-                    let end = value_end(text, start);
+                    let end = value_end(&lower, start);
                     out.push_str(&text[i..start]);
                     if end > start {
                         out.push_str("***");
@@ -174,7 +174,8 @@ fn scrub_named(text: &str) -> String {
     out
 }
 
-/// The end of a value starting at `start`.
+/// The end of a value starting at `start` (in the lower-cased text, whose
+/// byte offsets are the original's).
 fn value_end(text: &str, start: usize) -> usize {
     let mut j = start;
     while j < text.len() {
