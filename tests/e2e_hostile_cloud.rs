@@ -241,7 +241,9 @@ fn a_pagination_flood_keeps_the_daemon_under_64_mib() {
         page.len()
     );
     let (url, served) = flood_server(&env.netns);
-    env.write_config("", &["tag = \"role=flood\"".to_owned()]);
+    // The ENI count bound is set high so that the byte bounds are what stop
+    // the flood (the count bound is covered in tests/cloud_client.rs).
+    env.write_config("max_tag_enis = 1000", &["tag = \"role=flood\"".to_owned()]);
     let daemon = env.spawn(&["run"], &[("ENI_AGENT_ECS_ENDPOINT", url)]);
     let refused = wait_for(Duration::from_secs(60), || {
         std::fs::read_to_string(&daemon.stderr)
@@ -260,7 +262,7 @@ fn a_pagination_flood_keeps_the_daemon_under_64_mib() {
         "the flood was refused ({pages} pages served):\n{log}"
     );
     assert!(
-        log.contains("larger than") || log.contains("pages"),
+        log.contains("larger than"),
         "the refusal names the bound:\n{log}"
     );
     assert!(
