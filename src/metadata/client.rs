@@ -398,10 +398,7 @@ impl MetadataClient {
     pub async fn interface(&self, mac: MacAddr) -> Result<InterfaceFacts, MetadataError> {
         let p = |key: &str| format!("network/interfaces/macs/{mac}/{key}");
         let (id, primary, v4s, mask, gw, vsw, vpc) = tokio::try_join!(
-            self.optional(
-                p("network-interface-id"),
-                |t| checked_id::<crate::ids::EniId>(t)
-            ),
+            self.optional(p("network-interface-id"), checked_id::<crate::ids::EniId>),
             self.optional(p("primary-ip-address"), parse::ipv4),
             self.optional(p("private-ipv4s"), parse::ipv4_json_array),
             self.optional(p("netmask"), parse::netmask),
@@ -415,7 +412,7 @@ impl MetadataClient {
             self.optional(p("vswitch-ipv6-cidr-block"), parse::ipv6_net),
             self.optional(p("ipv4-prefixes"), parse::ipv4_net_list),
             self.optional(p("ipv6-prefixes"), parse::ipv6_net_list),
-            self.optional(p("vswitch-id"), |t| checked_id::<crate::ids::VSwitchId>(t)),
+            self.optional(p("vswitch-id"), checked_id::<crate::ids::VSwitchId>),
         )?;
         Ok(InterfaceFacts {
             network_interface_id: id,
