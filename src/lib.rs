@@ -25,6 +25,7 @@ pub mod http;
 pub mod ids;
 pub mod mac;
 pub mod metadata;
+pub mod metrics;
 pub mod netlink;
 pub mod notify;
 pub mod plan;
