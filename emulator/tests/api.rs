@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime};
 use common::*;
 use serde_json::{Value, json};
 
+/// The parameters of a table row.
+type Params = &'static [(&'static str, &'static str)];
+
 #[test]
 fn describe_attribute_with_both_signatures_has_every_documented_field() {
     in_netns(|| async {
@@ -657,7 +660,7 @@ fn describe_network_interfaces_filters_and_pages() {
         assert_eq!(v["PageNumber"], 1);
         assert_eq!(v["PageSize"], 10);
         // Filters: each request and the ENIs it must list, in order.
-        let filters: [(Sig, &[(&str, &str)], &[&str]); 12] = [
+        let filters: [(Sig, Params, &[&str]); 12] = [
             (Sig::V2, &[("InstanceId", INSTANCE)], &[PRIMARY]),
             (
                 Sig::V2,
