@@ -170,12 +170,7 @@ impl Emulator {
 
     /// Makes the ENI's per-MAC metadata appear after `lag`.
     fn schedule_metadata(self: &Arc<Self>, eni_id: &str, generation: u64, lag: Duration) {
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(lag).await {
-                return;
-            }
+        self.after(eni_id, lag, move |emu, id| async move {
             let mut st = emu.state();
             if let Some(eni) = st.enis.get_mut(&id) {
                 if eni.generation == generation && eni.status == EniStatus::InUse {
@@ -189,12 +184,7 @@ impl Emulator {
     /// IP changes).
     pub fn refresh_metadata(self: &Arc<Self>, eni_id: &str) {
         let lag = Duration::from_millis(self.settings().timing.metadata_lag_ms);
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(lag).await {
-                return;
-            }
+        self.after(eni_id, lag, move |emu, id| async move {
             let mut st = emu.state();
             if let Some(eni) = st.enis.get_mut(&id) {
                 if eni.status == EniStatus::InUse && eni.metadata.is_some() {
@@ -204,17 +194,28 @@ impl Emulator {
         });
     }
 
+    /// Runs `job` with the emulator and `eni_id` on a task after `delay`,
+    /// unless the emulator stops first.
+    fn after<F, Fut>(self: &Arc<Self>, eni_id: &str, delay: Duration, job: F)
+    where
+        F: FnOnce(Arc<Self>, String) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let emu = Arc::clone(self);
+        let id = eni_id.to_string();
+        tokio::spawn(async move {
+            if emu.sleep(delay).await {
+                job(emu, id).await;
+            }
+        });
+    }
+
     /// Schedules the link of an attaching ENI to appear after `delay`.
     pub fn schedule_plug(self: &Arc<Self>, eni_id: &str, generation: u64, delay: Duration) {
         if self.hotplug.is_none() {
             return;
         }
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(delay).await {
-                return;
-            }
+        self.after(eni_id, delay, move |emu, id| async move {
             let nic = {
                 let mut st = emu.state();
                 let Some(eni) = st.enis.get(&id) else {
@@ -260,24 +261,23 @@ impl Emulator {
     /// Schedules the end of a detach started under `generation`.
     pub fn start_detach(self: &Arc<Self>, eni_id: &str, generation: u64) {
         let t = self.settings().timing;
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(Duration::from_millis(t.detach_delay_ms)).await {
-                return;
-            }
-            let mut st = emu.state();
-            if let Some(eni) = st.enis.get_mut(&id) {
-                if eni.generation == generation && eni.status == EniStatus::Detaching {
-                    eni.status = EniStatus::Available;
-                    eni.instance_id = None;
-                    eni.device_index = None;
-                    eni.network_card_index = None;
-                    eni.metadata = None;
-                    tracing::info!(eni = %id, "detached: Available");
+        self.after(
+            eni_id,
+            Duration::from_millis(t.detach_delay_ms),
+            move |emu, id| async move {
+                let mut st = emu.state();
+                if let Some(eni) = st.enis.get_mut(&id) {
+                    if eni.generation == generation && eni.status == EniStatus::Detaching {
+                        eni.status = EniStatus::Available;
+                        eni.instance_id = None;
+                        eni.device_index = None;
+                        eni.network_card_index = None;
+                        eni.metadata = None;
+                        tracing::info!(eni = %id, "detached: Available");
+                    }
                 }
-            }
-        });
+            },
+        );
         let at = offset(t.detach_delay_ms, t.unplug_offset_ms);
         self.schedule_unplug(eni_id, generation, at);
     }
@@ -287,12 +287,7 @@ impl Emulator {
         if self.hotplug.is_none() {
             return;
         }
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(delay).await {
-                return;
-            }
+        self.after(eni_id, delay, move |emu, id| async move {
             {
                 let mut st = emu.state();
                 if let Some(eni) = st.enis.get_mut(&id) {
@@ -313,12 +308,7 @@ impl Emulator {
     /// Schedules the removal of a deleting ENI.
     pub fn start_delete(self: &Arc<Self>, eni_id: &str, generation: u64) {
         let delay = Duration::from_millis(self.settings().timing.delete_delay_ms);
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(delay).await {
-                return;
-            }
+        self.after(eni_id, delay, move |emu, id| async move {
             let mut st = emu.state();
             if st
                 .enis
@@ -334,12 +324,7 @@ impl Emulator {
     /// Schedules `Creating` → `Available`.
     pub fn start_create(self: &Arc<Self>, eni_id: &str, generation: u64) {
         let delay = Duration::from_millis(self.settings().timing.create_delay_ms);
-        let emu = Arc::clone(self);
-        let id = eni_id.to_string();
-        tokio::spawn(async move {
-            if !emu.sleep(delay).await {
-                return;
-            }
+        self.after(eni_id, delay, move |emu, id| async move {
             if let Some(eni) = emu.state().enis.get_mut(&id) {
                 if eni.generation == generation && eni.status == EniStatus::Creating {
                     eni.status = EniStatus::Available;

@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime};
 use common::*;
 use serde_json::{Value, json};
 
+/// The parameters of a table row.
+type Params = &'static [(&'static str, &'static str)];
+
 #[test]
 fn describe_attribute_with_both_signatures_has_every_documented_field() {
     in_netns(|| async {
@@ -110,29 +113,20 @@ fn describe_attribute_with_both_signatures_has_every_documented_field() {
             "primary ENI reports the type's default"
         );
         assert_eq!(v["Attachment"]["InstanceId"], INSTANCE);
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "DescribeNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", ENI1), ("Attribute", "bogus")],
             )
-            .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidParameter"),
+            Case::v2(
                 "DescribeNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", "eni-nope")],
             )
-            .await,
-            404,
-            "InvalidEniId.NotFound",
-        );
-        assert_error(
-            &h.v2("DescribeNetworkInterfaceAttribute", &[]).await,
-            400,
-            "MissingParameter",
-        );
+            .fails(404, "InvalidEniId.NotFound"),
+            Case::v2("DescribeNetworkInterfaceAttribute", &[]).fails(400, "MissingParameter"),
+        ])
+        .await;
         let calls = h.calls().await;
         assert!(
             calls
@@ -313,11 +307,8 @@ fn signature_errors() {
             .await
             .expect("sent");
         assert_error(&json(r).await, 400, "MissingParameter");
-        assert_error(
-            &h.v2("RunInstances", &[]).await,
-            404,
-            "InvalidAction.NotFound",
-        );
+        h.run(&[Case::v2("RunInstances", &[]).fails(404, "InvalidAction.NotFound")])
+            .await;
         h.running.shutdown().await;
     });
 }
@@ -370,19 +361,15 @@ fn sts_credentials_from_metadata_are_accepted_and_checked() {
         }
         let mut bad = creds.clone();
         bad.token = Some("CAISnotatoken".into());
-        assert_error(
-            &h.call(Sig::V2, &bad, "DescribeNetworkInterfaces", &[])
-                .await,
-            400,
-            "InvalidSecurityToken.Malformed",
-        );
+        h.run(&[Case::v2("DescribeNetworkInterfaces", &[])
+            .by(&bad)
+            .fails(400, "InvalidSecurityToken.Malformed")])
+            .await;
         bad.token = None;
-        assert_error(
-            &h.call(Sig::V3, &bad, "DescribeNetworkInterfaces", &[])
-                .await,
-            400,
-            "MissingSecurityToken",
-        );
+        h.run(&[Case::v3("DescribeNetworkInterfaces", &[])
+            .by(&bad)
+            .fails(400, "MissingSecurityToken")])
+            .await;
         // Rotation: within the refresh window new credentials are issued.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let (_, doc2) = h
@@ -398,20 +385,16 @@ fn sts_credentials_from_metadata_are_accepted_and_checked() {
         );
         let mut stolen = creds.clone();
         stolen.token = doc2["SecurityToken"].as_str().map(str::to_string);
-        assert_error(
-            &h.call(Sig::V2, &stolen, "DescribeNetworkInterfaces", &[])
-                .await,
-            400,
-            "InvalidSecurityToken.MismatchWithAccessKey",
-        );
+        h.run(&[Case::v2("DescribeNetworkInterfaces", &[])
+            .by(&stolen)
+            .fails(400, "InvalidSecurityToken.MismatchWithAccessKey")])
+            .await;
         // Expiry.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        assert_error(
-            &h.call(Sig::V2, &creds, "DescribeNetworkInterfaces", &[])
-                .await,
-            400,
-            "InvalidSecurityToken.Expired",
-        );
+        h.run(&[Case::v2("DescribeNetworkInterfaces", &[])
+            .by(&creds)
+            .fails(400, "InvalidSecurityToken.Expired")])
+            .await;
         h.running.shutdown().await;
     });
 }
@@ -425,19 +408,16 @@ fn permissions_and_account_errors() {
             secret: RO_SECRET.into(),
             token: None,
         };
-        let (code, _) = h.call(Sig::V2, &ro, "DescribeNetworkInterfaces", &[]).await;
-        assert_eq!(code, 200);
-        assert_error(
-            &h.call(
-                Sig::V3,
-                &ro,
+        h.run(&[
+            Case::v2("DescribeNetworkInterfaces", &[]).by(&ro),
+            Case::v3(
                 "AttachNetworkInterface",
                 &[("NetworkInterfaceId", ENI1), ("InstanceId", INSTANCE)],
             )
-            .await,
-            403,
-            "Forbidden.SubUser",
-        );
+            .by(&ro)
+            .fails(403, "Forbidden.SubUser"),
+        ])
+        .await;
         let seed = json!({
             "not_support_ram_actions": ["DeleteNetworkInterface"],
             "access_keys": [
@@ -460,50 +440,21 @@ fn permissions_and_account_errors() {
             secret: s.into(),
             token: None,
         };
-        assert_error(
-            &h.call(
-                Sig::V2,
-                &c("LTAIgone", "s1"),
-                "DescribeNetworkInterfaces",
-                &[],
-            )
-            .await,
-            403,
-            "Abs.InvalidAccount.NotFound",
-        );
-        assert_error(
-            &h.call(
-                Sig::V2,
-                &c("LTAIodd", "s2"),
-                "DescribeNetworkInterfaces",
-                &[],
-            )
-            .await,
-            403,
-            "InvalidUserType.NotSupported",
-        );
-        assert_error(
-            &h.call(
-                Sig::V2,
-                &c("LTAIoff", "s3"),
-                "DescribeNetworkInterfaces",
-                &[],
-            )
-            .await,
-            400,
-            "InvalidAccessKeyId.Inactive",
-        );
-        assert_error(
-            &h.call(
-                Sig::V2,
-                &c("LTAIram", "s4"),
-                "DeleteNetworkInterface",
-                &[("NetworkInterfaceId", ENI2)],
-            )
-            .await,
-            403,
-            "Forbidden.NotSupportRAM",
-        );
+        h.run(&[
+            Case::v2("DescribeNetworkInterfaces", &[])
+                .by(&c("LTAIgone", "s1"))
+                .fails(403, "Abs.InvalidAccount.NotFound"),
+            Case::v2("DescribeNetworkInterfaces", &[])
+                .by(&c("LTAIodd", "s2"))
+                .fails(403, "InvalidUserType.NotSupported"),
+            Case::v2("DescribeNetworkInterfaces", &[])
+                .by(&c("LTAIoff", "s3"))
+                .fails(400, "InvalidAccessKeyId.Inactive"),
+            Case::v2("DeleteNetworkInterface", &[("NetworkInterfaceId", ENI2)])
+                .by(&c("LTAIram", "s4"))
+                .fails(403, "Forbidden.NotSupportRAM"),
+        ])
+        .await;
         h.running.shutdown().await;
     });
 }
@@ -552,30 +503,18 @@ fn attach_errors_follow_the_document() {
             "{}",
             r.text().await.unwrap_or_default()
         );
-        let attach = |eni: &'static str, inst: &'static str| {
-            let h = &h;
-            async move {
-                h.v2(
-                    "AttachNetworkInterface",
-                    &[("NetworkInterfaceId", eni), ("InstanceId", inst)],
-                )
-                .await
-            }
+        let attach_case = |eni: &'static str, inst: &'static str| {
+            Case::v2(
+                "AttachNetworkInterface",
+                &[("NetworkInterfaceId", eni), ("InstanceId", inst)],
+            )
         };
-        assert_error(
-            &h.v2("AttachNetworkInterface", &[("InstanceId", INSTANCE)])
-                .await,
-            400,
-            "MissingParameter",
-        );
-        assert_error(
-            &h.v2("AttachNetworkInterface", &[("NetworkInterfaceId", ENI1)])
-                .await,
-            400,
-            "MissingParameter",
-        );
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2("AttachNetworkInterface", &[("InstanceId", INSTANCE)])
+                .fails(400, "MissingParameter"),
+            Case::v2("AttachNetworkInterface", &[("NetworkInterfaceId", ENI1)])
+                .fails(400, "MissingParameter"),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -583,12 +522,8 @@ fn attach_errors_follow_the_document() {
                     ("RegionId", ""),
                 ],
             )
-            .await,
-            400,
-            "MissingParameter",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "MissingParameter"),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -596,12 +531,8 @@ fn attach_errors_follow_the_document() {
                     ("NetworkCardIndex", "x"),
                 ],
             )
-            .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidParameter"),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -609,18 +540,10 @@ fn attach_errors_follow_the_document() {
                     ("TrunkNetworkInstanceId", "eni-t"),
                 ],
             )
-            .await,
-            400,
-            "UnsupportedParameter",
-        );
-        assert_error(
-            &attach(ENI1, "instance-1").await,
-            400,
-            "InvalidInstanceID.Malformed",
-        );
-        assert_error(&attach("nic-1", INSTANCE).await, 400, "InvalidParams.EniId");
-        assert_error(
-            &h.v2(
+            .fails(400, "UnsupportedParameter"),
+            attach_case(ENI1, "instance-1").fails(400, "InvalidInstanceID.Malformed"),
+            attach_case("nic-1", INSTANCE).fails(400, "InvalidParams.EniId"),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -628,21 +551,13 @@ fn attach_errors_follow_the_document() {
                     ("RegionId", "Bad_Region"),
                 ],
             )
-            .await,
-            400,
-            "InvalidOperation.InvalidRegion",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidOperation.InvalidRegion"),
+            Case::v2(
                 "DescribeNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", ENI1), ("RegionId", "Bad_Region")],
             )
-            .await,
-            400,
-            "InvalidRegionId.MalFormed",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidRegionId.MalFormed"),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -650,77 +565,27 @@ fn attach_errors_follow_the_document() {
                     ("RegionId", "us-east-9"),
                 ],
             )
-            .await,
-            400,
-            "Forbidden.RegionId",
-        );
-        assert_error(
-            &attach("eni-doesnotexist", INSTANCE).await,
-            404,
-            "InvalidEniId.NotFound",
-        );
-        assert_error(
-            &attach(ENI1, "i-doesnotexist").await,
-            404,
-            "InvalidEcsId.NotFound",
-        );
-        assert_error(
-            &attach(ENI1, "i-shanghai").await,
-            403,
-            "InvalidInstanceId.NotFound",
-        );
-        assert_error(
-            &attach(ENI_OTHER_ZONE, INSTANCE).await,
-            403,
-            "InvalidOperation.AvailabilityZoneMismatch",
-        );
-        assert_error(
-            &attach(ENI_OTHER_VPC, INSTANCE).await,
-            403,
-            "InvalidOperation.VpcMismatch",
-        );
-        assert_error(
-            &attach(ENI1, "i-starting").await,
-            400,
-            "InvalidOperation.InvalidEcsState",
-        );
-        assert_error(
-            &attach(ENI1, "i-baremetal").await,
-            403,
-            "InvalidOperation.HotPlugNotSupport",
-        );
-        assert_error(
-            &attach("eni-managed", INSTANCE).await,
-            403,
-            "InvalidOperation.EniServiceManaged",
-        );
-        assert_error(
-            &attach("eni-manyips", "i-tiny").await,
-            403,
-            "InvalidOperation.Ipv4CountExceeded",
-        );
-        assert_error(
-            &attach("eni-manyv6", "i-tiny").await,
-            403,
-            "InvalidOperation.Ipv6CountExceeded",
-        );
-        assert_error(
-            &attach("eni-bigqueue", "i-tiny").await,
-            403,
-            "InvalidOperation.ExceedInstanceTypeQueueNumber",
-        );
-        assert_error(
-            &attach("eni-rss", "i-tiny").await,
-            400,
-            "InvalidOperation.InstanceTypeNotSupportRss",
-        );
-        assert_error(
-            &attach("eni-erdma", INSTANCE).await,
-            403,
-            "InvalidOperation.InstanceTypeNotSupportHighPerformanceTrafficMode",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "Forbidden.RegionId"),
+            attach_case("eni-doesnotexist", INSTANCE).fails(404, "InvalidEniId.NotFound"),
+            attach_case(ENI1, "i-doesnotexist").fails(404, "InvalidEcsId.NotFound"),
+            attach_case(ENI1, "i-shanghai").fails(403, "InvalidInstanceId.NotFound"),
+            attach_case(ENI_OTHER_ZONE, INSTANCE)
+                .fails(403, "InvalidOperation.AvailabilityZoneMismatch"),
+            attach_case(ENI_OTHER_VPC, INSTANCE).fails(403, "InvalidOperation.VpcMismatch"),
+            attach_case(ENI1, "i-starting").fails(400, "InvalidOperation.InvalidEcsState"),
+            attach_case(ENI1, "i-baremetal").fails(403, "InvalidOperation.HotPlugNotSupport"),
+            attach_case("eni-managed", INSTANCE).fails(403, "InvalidOperation.EniServiceManaged"),
+            attach_case("eni-manyips", "i-tiny").fails(403, "InvalidOperation.Ipv4CountExceeded"),
+            attach_case("eni-manyv6", "i-tiny").fails(403, "InvalidOperation.Ipv6CountExceeded"),
+            attach_case("eni-bigqueue", "i-tiny")
+                .fails(403, "InvalidOperation.ExceedInstanceTypeQueueNumber"),
+            attach_case("eni-rss", "i-tiny")
+                .fails(400, "InvalidOperation.InstanceTypeNotSupportRss"),
+            attach_case("eni-erdma", INSTANCE).fails(
+                403,
+                "InvalidOperation.InstanceTypeNotSupportHighPerformanceTrafficMode",
+            ),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -728,12 +593,8 @@ fn attach_errors_follow_the_document() {
                     ("NetworkCardIndex", "0"),
                 ],
             )
-            .await,
-            400,
-            "InvalidOperation.UserNotSupportNetworkCard",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidOperation.UserNotSupportNetworkCard"),
+            Case::v2(
                 "AttachNetworkInterface",
                 &[
                     ("NetworkInterfaceId", ENI1),
@@ -741,23 +602,17 @@ fn attach_errors_follow_the_document() {
                     ("NetworkCardIndex", "1"),
                 ],
             )
-            .await,
-            400,
-            "InvalidParameter.NetworkCardIndexInvalid",
-        );
+            .fails(400, "InvalidParameter.NetworkCardIndexInvalid"),
+        ])
+        .await;
         // ENI limit of ecs.tiny: 2 including the primary.
-        assert_eq!(attach("eni-plain1", "i-tiny").await.0, 200);
-        assert_error(
-            &attach("eni-plain2", "i-tiny").await,
-            403,
-            "EniPerInstanceLimitExceeded",
-        );
-        // Not Available any more.
-        assert_error(
-            &attach("eni-plain1", INSTANCE).await,
-            400,
-            "InvalidOperation.InvalidEniState",
-        );
+        h.run(&[attach_case("eni-plain1", "i-tiny")]).await;
+        h.run(&[
+            attach_case("eni-plain2", "i-tiny").fails(403, "EniPerInstanceLimitExceeded"),
+            // Not Available any more.
+            attach_case("eni-plain1", INSTANCE).fails(400, "InvalidOperation.InvalidEniState"),
+        ])
+        .await;
         // Works with NetworkCardIndex 0 on a type with network cards.
         let (code, v) = h
             .v3(
@@ -804,84 +659,61 @@ fn describe_network_interfaces_filters_and_pages() {
         assert_eq!(v["TotalCount"], 5);
         assert_eq!(v["PageNumber"], 1);
         assert_eq!(v["PageSize"], 10);
-        let (_, v) = h
-            .v2("DescribeNetworkInterfaces", &[("InstanceId", INSTANCE)])
-            .await;
-        assert_eq!(ids(&v), vec![PRIMARY]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+        // Filters: each request and the ENIs it must list, in order.
+        let filters: [(Sig, Params, &[&str]); 12] = [
+            (Sig::V2, &[("InstanceId", INSTANCE)], &[PRIMARY]),
+            (
+                Sig::V2,
                 &[("Status", "Available"), ("VpcId", "vpc-emu0main")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI1, ENI2, ENI_OTHER_ZONE]);
-        let (_, v) = h
-            .v3(
-                "DescribeNetworkInterfaces",
+                &[ENI1, ENI2, ENI_OTHER_ZONE],
+            ),
+            (
+                Sig::V3,
                 &[("VSwitchId", "vsw-emu0othervpc")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI_OTHER_VPC]);
-        let (_, v) = h
-            .v2("DescribeNetworkInterfaces", &[("Type", "Primary")])
-            .await;
-        assert_eq!(ids(&v), vec![PRIMARY]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+                &[ENI_OTHER_VPC],
+            ),
+            (Sig::V2, &[("Type", "Primary")], &[PRIMARY]),
+            (
+                Sig::V2,
                 &[
                     ("NetworkInterfaceId.1", ENI2),
                     ("NetworkInterfaceId.2", ENI_OTHER_VPC),
                 ],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI2, ENI_OTHER_VPC]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+                &[ENI2, ENI_OTHER_VPC],
+            ),
+            (
+                Sig::V2,
                 &[("Tag.1.Key", "team"), ("Tag.1.Value", "net")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI1, ENI2]);
-        let (_, v) = h
-            .v2("DescribeNetworkInterfaces", &[("Tag.1.Key", "role")])
-            .await;
-        assert_eq!(ids(&v), vec![ENI1]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
-                &[("PrivateIpAddress.1", "192.168.10.31")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI2]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+                &[ENI1, ENI2],
+            ),
+            (Sig::V2, &[("Tag.1.Key", "role")], &[ENI1]),
+            (Sig::V2, &[("PrivateIpAddress.1", "192.168.10.31")], &[ENI2]),
+            (
+                Sig::V2,
                 &[("Ipv6Address.1", "2408:4005:3a0:7101::20")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI1]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+                &[ENI1],
+            ),
+            (
+                Sig::V2,
                 &[("SecurityGroupId", "sg-emu0other")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI_OTHER_VPC]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+                &[ENI_OTHER_VPC],
+            ),
+            (
+                Sig::V2,
                 &[("NetworkInterfaceName", "secondary-two")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI2]);
-        let (_, v) = h
-            .v2(
-                "DescribeNetworkInterfaces",
+                &[ENI2],
+            ),
+            (
+                Sig::V2,
                 &[("PrimaryIpAddress", "192.168.20.40")],
-            )
-            .await;
-        assert_eq!(ids(&v), vec![ENI_OTHER_ZONE]);
+                &[ENI_OTHER_ZONE],
+            ),
+        ];
+        for (sig, params, want) in filters {
+            let case = Case::new(sig, "DescribeNetworkInterfaces", params);
+            let v = h.run(std::slice::from_ref(&case)).await;
+            assert_eq!(ids(&v[0]), want, "{case:?}");
+        }
         // PageNumber/PageSize.
         let (_, v) = h
             .v2(
@@ -911,30 +743,17 @@ fn describe_network_interfaces_filters_and_pages() {
             seen,
             vec![PRIMARY, ENI1, ENI2, ENI_OTHER_ZONE, ENI_OTHER_VPC]
         );
-        assert_error(
-            &h.v2("DescribeNetworkInterfaces", &[("MaxResults", "501")])
-                .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2("DescribeNetworkInterfaces", &[("PageSize", "101")])
-                .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2("DescribeNetworkInterfaces", &[("NextToken", "garbage")])
-                .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2("DescribeNetworkInterfaces", &[("Status", "Sleeping")])
-                .await,
-            400,
-            "InvalidParameter",
-        );
+        h.run(&[
+            Case::v2("DescribeNetworkInterfaces", &[("MaxResults", "501")])
+                .fails(400, "InvalidParameter"),
+            Case::v2("DescribeNetworkInterfaces", &[("PageSize", "101")])
+                .fails(400, "InvalidParameter"),
+            Case::v2("DescribeNetworkInterfaces", &[("NextToken", "garbage")])
+                .fails(400, "InvalidParameter"),
+            Case::v2("DescribeNetworkInterfaces", &[("Status", "Sleeping")])
+                .fails(400, "InvalidParameter"),
+        ])
+        .await;
         h.running.shutdown().await;
     });
 }
@@ -992,8 +811,8 @@ fn create_modify_assign_delete_and_idempotency() {
             )
             .await;
         assert_eq!(again["NetworkInterfaceId"], id.as_str());
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "CreateNetworkInterface",
                 &[
                     ("VSwitchId", "vsw-emu0zonei"),
@@ -1001,42 +820,26 @@ fn create_modify_assign_delete_and_idempotency() {
                     ("ClientToken", "token-1"),
                 ],
             )
-            .await,
-            400,
-            "IdempotentParameterMismatch",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "IdempotentParameterMismatch"),
+            Case::v2(
                 "CreateNetworkInterface",
                 &[
                     ("VSwitchId", "vsw-nope"),
                     ("SecurityGroupId", "sg-emu0main"),
                 ],
             )
-            .await,
-            404,
-            "InvalidVSwitchId.NotFound",
-        );
-        assert_error(
-            &h.v2(
+            .fails(404, "InvalidVSwitchId.NotFound"),
+            Case::v2(
                 "CreateNetworkInterface",
                 &[
                     ("VSwitchId", "vsw-emu0zonei"),
                     ("SecurityGroupId", "sg-nope"),
                 ],
             )
-            .await,
-            404,
-            "InvalidSecurityGroupId.NotFound",
-        );
-        assert_error(
-            &h.v2("CreateNetworkInterface", &[("VSwitchId", "vsw-emu0zonei")])
-                .await,
-            400,
-            "MissingParameter",
-        );
-        assert_error(
-            &h.v2(
+            .fails(404, "InvalidSecurityGroupId.NotFound"),
+            Case::v2("CreateNetworkInterface", &[("VSwitchId", "vsw-emu0zonei")])
+                .fails(400, "MissingParameter"),
+            Case::v2(
                 "CreateNetworkInterface",
                 &[
                     ("VSwitchId", "vsw-emu0zonej"),
@@ -1044,12 +847,8 @@ fn create_modify_assign_delete_and_idempotency() {
                     ("Ipv6AddressCount", "1"),
                 ],
             )
-            .await,
-            403,
-            "InvalidVSwitch.Ipv6NotTurnOn",
-        );
-        assert_error(
-            &h.v2(
+            .fails(403, "InvalidVSwitch.Ipv6NotTurnOn"),
+            Case::v2(
                 "CreateNetworkInterface",
                 &[
                     ("VSwitchId", "vsw-emu0zonei"),
@@ -1057,14 +856,9 @@ fn create_modify_assign_delete_and_idempotency() {
                     ("PrimaryIpAddress", "192.168.10.20"),
                 ],
             )
-            .await,
-            403,
-            "InvalidIp.IpAssigned",
-        );
-
-        // Modify.
-        let (code, _) = h
-            .v3(
+            .fails(403, "InvalidIp.IpAssigned"),
+            // Modify.
+            Case::v3(
                 "ModifyNetworkInterfaceAttribute",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
@@ -1072,9 +866,9 @@ fn create_modify_assign_delete_and_idempotency() {
                     ("NetworkInterfaceName", "renamed"),
                     ("Description", "new description"),
                 ],
-            )
-            .await;
-        assert_eq!(code, 200);
+            ),
+        ])
+        .await;
         let (_, v) = h
             .v2(
                 "DescribeNetworkInterfaceAttribute",
@@ -1089,36 +883,27 @@ fn create_modify_assign_delete_and_idempotency() {
             ),
             (json!(4), json!("renamed"), json!("new description"))
         );
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "ModifyNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", id.as_str()), ("QueueNumber", "0")],
             )
-            .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidParameter"),
+            Case::v2(
                 "ModifyNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", PRIMARY), ("QueueNumber", "2")],
             )
-            .await,
-            400,
-            "InvalidParameter",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidParameter"),
+            Case::v2(
                 "ModifyNetworkInterfaceAttribute",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("SecurityGroupId.1", "sg-emu0other"),
                 ],
             )
-            .await,
-            403,
-            "InvalidEni.NotSameVpc",
-        );
+            .fails(403, "InvalidEni.NotSameVpc"),
+        ])
+        .await;
 
         // Assign / unassign private IPv4 and prefixes, with ClientToken.
         let assign = [
@@ -1143,8 +928,8 @@ fn create_modify_assign_delete_and_idempotency() {
             again["AssignedPrivateIpAddressesSet"],
             v["AssignedPrivateIpAddressesSet"]
         );
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "AssignPrivateIpAddresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
@@ -1152,65 +937,45 @@ fn create_modify_assign_delete_and_idempotency() {
                     ("ClientToken", "a-1"),
                 ],
             )
-            .await,
-            400,
-            "IdempotentParameterMismatch",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "IdempotentParameterMismatch"),
+            Case::v2(
                 "AssignPrivateIpAddresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("PrivateIpAddress.1", "192.168.10.21"),
                 ],
             )
-            .await,
-            403,
-            "InvalidIp.IpAssigned",
-        );
-        assert_error(
-            &h.v2(
+            .fails(403, "InvalidIp.IpAssigned"),
+            Case::v2(
                 "AssignPrivateIpAddresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("SecondaryPrivateIpAddressCount", "10"),
                 ],
             )
-            .await,
-            403,
-            "InvalidOperation.Ipv4CountExceeded",
-        );
-        assert_error(
-            &h.v2(
+            .fails(403, "InvalidOperation.Ipv4CountExceeded"),
+            Case::v2(
                 "AssignPrivateIpAddresses",
                 &[("NetworkInterfaceId", id.as_str())],
             )
-            .await,
-            400,
-            "MissingParameter",
-        );
-        let (code, _) = h
-            .v3(
+            .fails(400, "MissingParameter"),
+            Case::v3(
+                "UnassignPrivateIpAddresses",
+                &[
+                    ("NetworkInterfaceId", id.as_str()),
+                    ("PrivateIpAddress.1", new[0].as_str()),
+                ],
+            ),
+            Case::v2(
                 "UnassignPrivateIpAddresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("PrivateIpAddress.1", new[0].as_str()),
                 ],
             )
-            .await;
-        assert_eq!(code, 200);
-        assert_error(
-            &h.v2(
-                "UnassignPrivateIpAddresses",
-                &[
-                    ("NetworkInterfaceId", id.as_str()),
-                    ("PrivateIpAddress.1", new[0].as_str()),
-                ],
-            )
-            .await,
-            403,
-            "InvalidIp.IpUnassigned",
-        );
+            .fails(403, "InvalidIp.IpUnassigned"),
+        ])
+        .await;
         let (code, v) = h
             .v2(
                 "AssignPrivateIpAddresses",
@@ -1225,16 +990,14 @@ fn create_modify_assign_delete_and_idempotency() {
             .as_str()
             .expect("prefix")
             .to_string();
-        let (code, _) = h
-            .v2(
-                "UnassignPrivateIpAddresses",
-                &[
-                    ("NetworkInterfaceId", id.as_str()),
-                    ("Ipv4Prefix.1", prefix.as_str()),
-                ],
-            )
-            .await;
-        assert_eq!(code, 200);
+        h.run(&[Case::v2(
+            "UnassignPrivateIpAddresses",
+            &[
+                ("NetworkInterfaceId", id.as_str()),
+                ("Ipv4Prefix.1", prefix.as_str()),
+            ],
+        )])
+        .await;
 
         // IPv6.
         let (code, v) = h
@@ -1263,30 +1026,25 @@ fn create_modify_assign_delete_and_idempotency() {
             )
             .await;
         assert_eq!(again["Ipv6Sets"], v["Ipv6Sets"]);
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "AssignIpv6Addresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("Ipv6AddressCount", "10"),
                 ],
             )
-            .await,
-            403,
-            "InvalidOperation.Ipv6CountExceeded",
-        );
-        assert_error(
-            &h.v2(
+            .fails(403, "InvalidOperation.Ipv6CountExceeded"),
+            Case::v2(
                 "AssignIpv6Addresses",
                 &[
                     ("NetworkInterfaceId", ENI_OTHER_ZONE),
                     ("Ipv6AddressCount", "1"),
                 ],
             )
-            .await,
-            403,
-            "InvalidVSwitch.Ipv6NotTurnOn",
-        );
+            .fails(403, "InvalidVSwitch.Ipv6NotTurnOn"),
+        ])
+        .await;
         let (code, v) = h
             .v2(
                 "AssignIpv6Addresses",
@@ -1302,28 +1060,24 @@ fn create_modify_assign_delete_and_idempotency() {
                 .as_str()
                 .is_some_and(|p| p.ends_with("/80"))
         );
-        let (code, _) = h
-            .v2(
+        h.run(&[
+            Case::v2(
+                "UnassignIpv6Addresses",
+                &[
+                    ("NetworkInterfaceId", id.as_str()),
+                    ("Ipv6Address.1", v6.as_str()),
+                ],
+            ),
+            Case::v2(
                 "UnassignIpv6Addresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("Ipv6Address.1", v6.as_str()),
                 ],
             )
-            .await;
-        assert_eq!(code, 200);
-        assert_error(
-            &h.v2(
-                "UnassignIpv6Addresses",
-                &[
-                    ("NetworkInterfaceId", id.as_str()),
-                    ("Ipv6Address.1", v6.as_str()),
-                ],
-            )
-            .await,
-            403,
-            "InvalidIp.IpUnassigned",
-        );
+            .fails(403, "InvalidIp.IpUnassigned"),
+        ])
+        .await;
 
         // Delete: not while attached; Deleting, then gone.
         assert_eq!(
@@ -1338,55 +1092,41 @@ fn create_modify_assign_delete_and_idempotency() {
             .0,
             200
         );
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "DeleteNetworkInterface",
                 &[("NetworkInterfaceId", id.as_str())],
             )
-            .await,
-            400,
-            "InvalidOperation.InvalidEniState",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidOperation.InvalidEniState"),
+            Case::v2(
                 "AssignPrivateIpAddresses",
                 &[
                     ("NetworkInterfaceId", id.as_str()),
                     ("SecondaryPrivateIpAddressCount", "1"),
                 ],
             )
-            .await,
-            403,
-            "Operation.Conflict",
-        );
+            .fails(403, "Operation.Conflict"),
+        ])
+        .await;
         h.wait_status(&id, "InUse", Duration::from_secs(3)).await;
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "ModifyNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", id.as_str()), ("QueueNumber", "2")],
             )
-            .await,
-            400,
-            "InvalidOperation.InvalidEcsState",
-        );
-        assert_error(
-            &h.v2(
+            .fails(400, "InvalidOperation.InvalidEcsState"),
+            Case::v2(
                 "DetachNetworkInterface",
                 &[("NetworkInterfaceId", PRIMARY), ("InstanceId", INSTANCE)],
             )
-            .await,
-            403,
-            "InvalidOperation.DetachPrimaryEniNotAllowed",
-        );
-        assert_error(
-            &h.v2(
+            .fails(403, "InvalidOperation.DetachPrimaryEniNotAllowed"),
+            Case::v2(
                 "DetachNetworkInterface",
                 &[("NetworkInterfaceId", ENI2), ("InstanceId", INSTANCE)],
             )
-            .await,
-            400,
-            "InvalidOperation.InvalidEniState",
-        );
+            .fails(400, "InvalidOperation.InvalidEniState"),
+        ])
+        .await;
         assert_eq!(
             h.v2(
                 "DetachNetworkInterface",
@@ -1412,24 +1152,19 @@ fn create_modify_assign_delete_and_idempotency() {
         );
         assert_eq!(h.status(&id).await, "Deleting");
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_error(
-            &h.v2(
+        h.run(&[
+            Case::v2(
                 "DescribeNetworkInterfaceAttribute",
                 &[("NetworkInterfaceId", id.as_str())],
             )
-            .await,
-            404,
-            "InvalidEniId.NotFound",
-        );
-        assert_error(
-            &h.v2(
+            .fails(404, "InvalidEniId.NotFound"),
+            Case::v2(
                 "DeleteNetworkInterface",
                 &[("NetworkInterfaceId", id.as_str())],
             )
-            .await,
-            404,
-            "InvalidEniId.NotFound",
-        );
+            .fails(404, "InvalidEniId.NotFound"),
+        ])
+        .await;
 
         // Account ENI quota.
         let r = h
@@ -1440,18 +1175,15 @@ fn create_modify_assign_delete_and_idempotency() {
             .await
             .expect("seed");
         assert_eq!(r.status().as_u16(), 200);
-        assert_error(
-            &h.v2(
-                "CreateNetworkInterface",
-                &[
-                    ("VSwitchId", "vsw-emu0zonei"),
-                    ("SecurityGroupId", "sg-emu0main"),
-                ],
-            )
-            .await,
-            403,
-            "MaxEniCountExceeded",
-        );
+        h.run(&[Case::v2(
+            "CreateNetworkInterface",
+            &[
+                ("VSwitchId", "vsw-emu0zonei"),
+                ("SecurityGroupId", "sg-emu0main"),
+            ],
+        )
+        .fails(403, "MaxEniCountExceeded")])
+            .await;
         h.running.shutdown().await;
     });
 }
@@ -1537,19 +1269,16 @@ fn gateway_parameter_errors_and_ip_exhaustion() {
             .await
             .expect("seed");
         assert_eq!(r.status().as_u16(), 200);
-        assert_error(
-            &h.v2(
-                "CreateNetworkInterface",
-                &[
-                    ("VSwitchId", "vsw-tiny"),
-                    ("SecurityGroupId", "sg-emu0main"),
-                    ("SecondaryPrivateIpAddressCount", "4"),
-                ],
-            )
-            .await,
-            403,
-            "InvalidVSwitchId.IpNotEnough",
-        );
+        h.run(&[Case::v2(
+            "CreateNetworkInterface",
+            &[
+                ("VSwitchId", "vsw-tiny"),
+                ("SecurityGroupId", "sg-emu0main"),
+                ("SecondaryPrivateIpAddressCount", "4"),
+            ],
+        )
+        .fails(403, "InvalidVSwitchId.IpNotEnough")])
+            .await;
         let (code, v) = h
             .v2(
                 "CreateNetworkInterface",

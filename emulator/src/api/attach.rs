@@ -257,10 +257,7 @@ pub fn detach(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
             "This instance type does not support detaching ENIs while Running.",
         ));
     }
-    let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
-    eni.status = EniStatus::Detaching;
-    eni.generation += 1;
-    let generation = eni.generation;
+    let generation = super::enter(&mut st, eni_id, EniStatus::Detaching)?;
     drop(st);
     tracing::info!(eni = %eni_id, instance = %inst_id, "detach started");
     emu.start_detach(eni_id, generation);

@@ -1,16 +1,15 @@
 //! Secondary addresses: AssignPrivateIpAddresses, UnassignPrivateIpAddresses,
 //! AssignIpv6Addresses and UnassignIpv6Addresses. Changes on an attached ENI
-//! reach the metadata service after the configured lag.
+//! reach the metadata service after the configured lag. One generic path
+//! serves both families; `family` says what differs.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::lifecycle::{explicit_ipv6, explicit_v4, ipv6_not_enabled};
+use super::family::{Family, V4, V6};
 use super::{ApiError, Ctx, find_eni};
 use crate::engine::Emulator;
-use crate::model::net::{Net4, Net6};
 use crate::model::{Eni, EniStatus, State};
 
 /// Addresses an `Available` ENI may hold beyond the primary.
@@ -57,13 +56,10 @@ struct AssignRequest<'a> {
 }
 
 impl<'a> AssignRequest<'a> {
-    /// Reads `{addr}.N`, `{count}`, `{prefix}.N` and `{prefix}Count`.
-    fn parse(
-        p: &'a super::params::Params,
-        (addr, count, prefix): (&str, &str, &str),
-        max_addresses: u32,
-        max_prefixes: u32,
-    ) -> Result<Self, ApiError> {
+    /// Reads `{addr}.N`, `{count}`, `{prefix}.N` and `{prefix}Count` of `F`.
+    fn parse<F: Family>(p: &'a super::params::Params) -> Result<Self, ApiError> {
+        let (addr, count, prefix) = (F::ADDR, F::COUNT, F::PREFIX);
+        let (max_addresses, max_prefixes) = (F::MAX_ADDRESSES, F::MAX_PREFIXES);
         let eni_id = p.require("NetworkInterfaceId")?;
         let addresses = p.list(addr, max_addresses as usize)?;
         let address_count = p.u32_in(count, 1, max_addresses)?;
@@ -102,24 +98,28 @@ impl<'a> AssignRequest<'a> {
 
 /// AssignPrivateIpAddresses.
 pub fn assign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let req = AssignRequest::parse(
-        ctx.params,
-        (
-            "PrivateIpAddress",
-            "SecondaryPrivateIpAddressCount",
-            "Ipv4Prefix",
-        ),
-        50,
-        10,
-    )?;
-    let AssignRequest {
-        eni_id,
-        addresses: explicit,
-        address_count: count,
-        prefixes: explicit_p4,
-        prefix_count: p4_count,
-    } = &req;
-    let (eni_id, count, p4_count) = (*eni_id, *count, *p4_count);
+    assign::<V4>(emu, ctx)
+}
+
+/// UnassignPrivateIpAddresses.
+pub fn unassign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    unassign::<V4>(emu, ctx)
+}
+
+/// AssignIpv6Addresses.
+pub fn assign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    assign::<V6>(emu, ctx)
+}
+
+/// UnassignIpv6Addresses.
+pub fn unassign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    unassign::<V6>(emu, ctx)
+}
+
+/// Adds explicit or allocated addresses and prefixes of family `F`.
+fn assign<F: Family>(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    let req = AssignRequest::parse::<F>(ctx.params)?;
+    let eni_id = req.eni_id;
     let mut st = emu.state();
     let eni = find_eni(&st, ctx, eni_id)?;
     conflict_check(eni)?;
@@ -128,61 +128,62 @@ pub fn assign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiEr
         .get(&eni.vswitch_id)
         .cloned()
         .ok_or_else(ApiError::internal)?;
+    F::vswitch_ready(&vsw)?;
     let want = req.wanted();
-    let have = 1 + eni.secondary_ips.len() + eni.ipv4_prefixes.len();
-    let (limit, _) = limits(&st, eni);
+    let (addrs, nets) = F::held(eni);
+    let have = F::FIXED + addrs.len() + nets.len();
+    let limit = F::limit(limits(&st, eni));
     if have + want > limit {
         return Err(ApiError::new(
             403,
-            "InvalidOperation.Ipv4CountExceeded",
+            F::COUNT_EXCEEDED,
             format!(
-                "The ENI would hold {} IPv4 addresses; at most {limit}.",
-                have + want
+                "The ENI would hold {} {} addresses; at most {limit}.",
+                have + want,
+                F::NAME
             ),
         ));
     }
-    let mut new: Vec<Ipv4Addr> = Vec::new();
-    for s in explicit {
-        let ip = explicit_v4(&st, &vsw.cidr, &vsw.id, "PrivateIpAddress", s, &new)?;
+    let mut new: Vec<F::Addr> = Vec::new();
+    for s in &req.addresses {
+        let ip = F::explicit_addr(&st, &vsw, s, &new)?;
         new.push(ip);
     }
-    for _ in 0..count {
-        let ip = st.alloc_ipv4(&vsw, &new).ok_or_else(not_enough)?;
+    for _ in 0..req.address_count {
+        let ip = F::alloc_addr(&st, &vsw, &new).ok_or_else(not_enough)?;
         new.push(ip);
     }
-    let mut new_p4: Vec<Net4> = Vec::new();
-    for s in explicit_p4 {
-        let net = Net4::parse(s)
-            .filter(|n| n.len == 28 && vsw.cidr.contains(n.addr))
-            .ok_or_else(|| ApiError::invalid("Ipv4Prefix", "a /28 inside the vSwitch"))?;
-        if (net.first()..=net.last()).any(|v| st.ipv4_used(&vsw.id, Ipv4Addr::from(v))) {
+    let mut new_nets: Vec<F::Net> = Vec::new();
+    for s in &req.prefixes {
+        let net = F::parse_net(s)
+            .filter(|n| F::net_fits(&vsw, n))
+            .ok_or_else(|| ApiError::invalid(F::PREFIX, F::PREFIX_SHAPE))?;
+        if F::net_used(&st, &vsw, &net) {
             return Err(ApiError::new(
                 403,
                 "InvalidIp.IpAssigned",
                 format!("{net} overlaps assigned addresses."),
             ));
         }
-        new_p4.push(net);
+        new_nets.push(net);
     }
-    for _ in 0..p4_count {
-        let net = st
-            .alloc_ipv4_prefix(&vsw, &new_p4)
-            .filter(|n| !new.iter().any(|ip| n.contains(*ip)))
+    for _ in 0..req.prefix_count {
+        let net = F::alloc_net(&st, &vsw, &new_nets)
+            .filter(|n| !new.iter().any(|ip| F::net_contains(n, *ip)))
             .ok_or_else(not_enough)?;
-        new_p4.push(net);
+        new_nets.push(net);
     }
     let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
-    eni.secondary_ips.extend(new.iter().copied());
-    eni.ipv4_prefixes.extend(new_p4.iter().copied());
+    let (addrs, nets) = F::held_mut(eni);
+    addrs.extend(new.iter().copied());
+    nets.extend(new_nets.iter().copied());
     drop(st);
     after_change(emu, eni_id);
-    Ok(json!({
-        "AssignedPrivateIpAddressesSet": {
-            "NetworkInterfaceId": eni_id,
-            "PrivateIpSet": {"PrivateIpAddress": new.iter().map(ToString::to_string).collect::<Vec<_>>()},
-            "Ipv4PrefixSet": {"Ipv4Prefixes": new_p4.iter().map(ToString::to_string).collect::<Vec<_>>()},
-        }
-    }))
+    Ok(F::assigned(eni_id, strings(&new), strings(&new_nets)))
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
 }
 
 fn not_enough() -> ApiError {
@@ -201,165 +202,42 @@ fn unassigned(what: &str) -> ApiError {
     )
 }
 
-/// UnassignPrivateIpAddresses.
-pub fn unassign_private(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+/// Removes addresses and prefixes of family `F` the ENI holds; all or none.
+fn unassign<F: Family>(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let p = ctx.params;
     let eni_id = p.require("NetworkInterfaceId")?;
-    let ips = p.list("PrivateIpAddress", 50)?;
-    let prefixes = p.list("Ipv4Prefix", 10)?;
+    let ips = p.list(F::ADDR, F::MAX_ADDRESSES as usize)?;
+    let prefixes = p.list(F::PREFIX, F::MAX_PREFIXES as usize)?;
     if ips.is_empty() && prefixes.is_empty() {
-        return Err(ApiError::missing("PrivateIpAddress.1"));
+        return Err(ApiError::missing(&format!("{}.1", F::ADDR)));
     }
     let mut st = emu.state();
     let eni = find_eni(&st, ctx, eni_id)?;
     conflict_check(eni)?;
+    let (held_ips, held_nets) = F::held(eni);
     let mut drop_ips = Vec::new();
     for s in &ips {
-        let ip: Ipv4Addr = s.parse().map_err(|_| {
-            ApiError::invalid("PrivateIpAddress", &format!("{s:?} is not an IPv4 address"))
+        let ip: F::Addr = s.parse().map_err(|_| {
+            ApiError::invalid(F::ADDR, &format!("{s:?} is not an {} address", F::NAME))
         })?;
-        if ip == eni.primary_ip {
-            return Err(ApiError::invalid(
-                "PrivateIpAddress",
-                "the primary private IP cannot be unassigned",
-            ));
-        }
-        if !eni.secondary_ips.contains(&ip) {
+        F::removable(eni, ip)?;
+        if !held_ips.contains(&ip) {
             return Err(unassigned(s));
         }
         drop_ips.push(ip);
     }
-    let mut drop_p4 = Vec::new();
+    let mut drop_nets = Vec::new();
     for s in &prefixes {
-        let net = Net4::parse(s).ok_or_else(|| ApiError::invalid("Ipv4Prefix", "not a prefix"))?;
-        if !eni.ipv4_prefixes.contains(&net) {
+        let net = F::parse_net(s).ok_or_else(|| ApiError::invalid(F::PREFIX, "not a prefix"))?;
+        if !held_nets.contains(&net) {
             return Err(unassigned(s));
         }
-        drop_p4.push(net);
+        drop_nets.push(net);
     }
     let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
-    eni.secondary_ips.retain(|ip| !drop_ips.contains(ip));
-    eni.ipv4_prefixes.retain(|n| !drop_p4.contains(n));
-    drop(st);
-    after_change(emu, eni_id);
-    Ok(json!({}))
-}
-
-/// AssignIpv6Addresses.
-pub fn assign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let req = AssignRequest::parse(
-        ctx.params,
-        ("Ipv6Address", "Ipv6AddressCount", "Ipv6Prefix"),
-        10,
-        10,
-    )?;
-    let AssignRequest {
-        eni_id,
-        addresses: explicit,
-        address_count: count,
-        prefixes: explicit_p6,
-        prefix_count: p6_count,
-    } = &req;
-    let (eni_id, count, p6_count) = (*eni_id, *count, *p6_count);
-    let mut st = emu.state();
-    let eni = find_eni(&st, ctx, eni_id)?;
-    conflict_check(eni)?;
-    let vsw = st
-        .vswitches
-        .get(&eni.vswitch_id)
-        .cloned()
-        .ok_or_else(ApiError::internal)?;
-    if vsw.ipv6_cidr.is_none() {
-        return Err(ipv6_not_enabled(&vsw.id));
-    }
-    let want = req.wanted();
-    let have = eni.ipv6s.len() + eni.ipv6_prefixes.len();
-    let (_, limit) = limits(&st, eni);
-    if have + want > limit {
-        return Err(ApiError::new(
-            403,
-            "InvalidOperation.Ipv6CountExceeded",
-            format!(
-                "The ENI would hold {} IPv6 addresses; at most {limit}.",
-                have + want
-            ),
-        ));
-    }
-    let mut new: Vec<Ipv6Addr> = Vec::new();
-    for s in explicit {
-        let ip = explicit_ipv6(&st, &vsw, s, &new)?;
-        new.push(ip);
-    }
-    for _ in 0..count {
-        let ip = st.alloc_ipv6(&vsw, &new).ok_or_else(not_enough)?;
-        new.push(ip);
-    }
-    let mut new_p6: Vec<Net6> = Vec::new();
-    for s in explicit_p6 {
-        let net = Net6::parse(s)
-            .filter(|n| vsw.ipv6_cidr.is_some_and(|c| c.contains(n.addr)))
-            .ok_or_else(|| ApiError::invalid("Ipv6Prefix", "a prefix inside the vSwitch"))?;
-        if st.ipv6_prefix_used(&vsw.id, &net) {
-            return Err(ApiError::new(
-                403,
-                "InvalidIp.IpAssigned",
-                format!("{net} overlaps assigned addresses."),
-            ));
-        }
-        new_p6.push(net);
-    }
-    for _ in 0..p6_count {
-        let net = st
-            .alloc_ipv6_prefix(&vsw, &new_p6)
-            .filter(|n| !new.iter().any(|ip| n.contains(*ip)))
-            .ok_or_else(not_enough)?;
-        new_p6.push(net);
-    }
-    let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
-    eni.ipv6s.extend(new.iter().copied());
-    eni.ipv6_prefixes.extend(new_p6.iter().copied());
-    drop(st);
-    after_change(emu, eni_id);
-    Ok(json!({
-        "NetworkInterfaceId": eni_id,
-        "Ipv6Sets": {"Ipv6Address": new.iter().map(ToString::to_string).collect::<Vec<_>>()},
-        "Ipv6PrefixSets": {"Ipv6Prefix": new_p6.iter().map(ToString::to_string).collect::<Vec<_>>()},
-    }))
-}
-
-/// UnassignIpv6Addresses.
-pub fn unassign_ipv6(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let p = ctx.params;
-    let eni_id = p.require("NetworkInterfaceId")?;
-    let ips = p.list("Ipv6Address", 10)?;
-    let prefixes = p.list("Ipv6Prefix", 10)?;
-    if ips.is_empty() && prefixes.is_empty() {
-        return Err(ApiError::missing("Ipv6Address.1"));
-    }
-    let mut st = emu.state();
-    let eni = find_eni(&st, ctx, eni_id)?;
-    conflict_check(eni)?;
-    let mut drop_ips = Vec::new();
-    for s in &ips {
-        let ip: Ipv6Addr = s.parse().map_err(|_| {
-            ApiError::invalid("Ipv6Address", &format!("{s:?} is not an IPv6 address"))
-        })?;
-        if !eni.ipv6s.contains(&ip) {
-            return Err(unassigned(s));
-        }
-        drop_ips.push(ip);
-    }
-    let mut drop_p6 = Vec::new();
-    for s in &prefixes {
-        let net = Net6::parse(s).ok_or_else(|| ApiError::invalid("Ipv6Prefix", "not a prefix"))?;
-        if !eni.ipv6_prefixes.contains(&net) {
-            return Err(unassigned(s));
-        }
-        drop_p6.push(net);
-    }
-    let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
-    eni.ipv6s.retain(|ip| !drop_ips.contains(ip));
-    eni.ipv6_prefixes.retain(|n| !drop_p6.contains(n));
+    let (addrs, nets) = F::held_mut(eni);
+    addrs.retain(|ip| !drop_ips.contains(ip));
+    nets.retain(|n| !drop_nets.contains(n));
     drop(st);
     after_change(emu, eni_id);
     Ok(json!({}))

@@ -30,10 +30,7 @@ pub fn delete(emu: &Arc<Emulator>, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
             "Available",
         ));
     }
-    let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
-    eni.status = EniStatus::Deleting;
-    eni.generation += 1;
-    let generation = eni.generation;
+    let generation = super::enter(&mut st, eni_id, EniStatus::Deleting)?;
     drop(st);
     emu.start_delete(eni_id, generation);
     Ok(json!({}))

@@ -11,6 +11,7 @@ mod attach;
 pub mod auth;
 mod describe;
 pub mod error;
+mod family;
 mod ip_ops;
 mod lifecycle;
 pub mod params;
@@ -28,7 +29,7 @@ pub use self::error::ApiError;
 use self::params::Params;
 use crate::calllog::CallRecord;
 use crate::engine::Emulator;
-use crate::model::{Eni, IdempotencyRecord, Instance, State};
+use crate::model::{Eni, EniStatus, IdempotencyRecord, Instance, State};
 use crate::scenario::AccountStatus;
 use crate::server::Dropped;
 use crate::util;
@@ -379,6 +380,15 @@ pub fn eni_id_well_formed(id: &str) -> bool {
 pub fn instance_id_well_formed(id: &str) -> bool {
     id.strip_prefix("i-")
         .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Puts the ENI into `status` under a new generation (the one its delayed
+/// task checks) and returns that generation.
+pub fn enter(st: &mut State, eni_id: &str, status: EniStatus) -> Result<u64, ApiError> {
+    let eni = st.enis.get_mut(eni_id).ok_or_else(ApiError::internal)?;
+    eni.status = status;
+    eni.generation += 1;
+    Ok(eni.generation)
 }
 
 /// The ENI `id` in the caller's region, or `InvalidEniId.NotFound`.

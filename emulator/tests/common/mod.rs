@@ -451,13 +451,93 @@ impl Harness {
 
 /// Asserts an error answer: status, code and the documented body keys.
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
+    check_error(got, status, code, "request");
+}
+
+/// [`assert_error`] naming the request `what` in its failure message.
+fn check_error(got: &(u16, Value), status: u16, code: &str, what: &str) {
     let (s, v) = got;
     assert_eq!(
         (*s, v["Code"].as_str().unwrap_or_default()),
         (status, code),
-        "body: {v}"
+        "{what}: body: {v}"
     );
     for key in ["RequestId", "HostId", "Code", "Message", "Recommend"] {
-        assert!(v.get(key).is_some(), "error body lacks {key}: {v}");
+        assert!(v.get(key).is_some(), "{what}: error body lacks {key}: {v}");
+    }
+}
+
+/// What a table case must get back.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// HTTP 200.
+    Ok,
+    /// This HTTP status and `Code`, in a complete error body.
+    Error(u16, &'a str),
+}
+
+/// One row of an API table: a request (signature, caller, action,
+/// parameters) and what it must get back.
+#[derive(Debug, Clone)]
+pub struct Case<'a> {
+    pub sig: Sig,
+    pub creds: Option<&'a Creds>,
+    pub action: &'a str,
+    pub params: Vec<(&'a str, &'a str)>,
+    pub expect: Expect<'a>,
+}
+
+impl<'a> Case<'a> {
+    /// `action` as the owner with signature V2, expected to succeed.
+    pub fn v2(action: &'a str, params: &[(&'a str, &'a str)]) -> Case<'a> {
+        Case::new(Sig::V2, action, params)
+    }
+
+    /// `action` as the owner with signature V3, expected to succeed.
+    pub fn v3(action: &'a str, params: &[(&'a str, &'a str)]) -> Case<'a> {
+        Case::new(Sig::V3, action, params)
+    }
+
+    /// `action` as the owner with signature `sig`, expected to succeed.
+    pub fn new(sig: Sig, action: &'a str, params: &[(&'a str, &'a str)]) -> Case<'a> {
+        Case {
+            sig,
+            creds: None,
+            action,
+            params: params.to_vec(),
+            expect: Expect::Ok,
+        }
+    }
+
+    /// Signed with `creds` instead of the owner's key.
+    pub fn by(mut self, creds: &'a Creds) -> Case<'a> {
+        self.creds = Some(creds);
+        self
+    }
+
+    /// Expected to fail with `status` and `code`.
+    pub fn fails(mut self, status: u16, code: &'a str) -> Case<'a> {
+        self.expect = Expect::Error(status, code);
+        self
+    }
+}
+
+impl Harness {
+    /// Sends the cases in order (a later row sees what an earlier one
+    /// changed), checks each answer and returns the bodies.
+    pub async fn run(&self, cases: &[Case<'_>]) -> Vec<Value> {
+        let root = Creds::root();
+        let mut bodies = Vec::with_capacity(cases.len());
+        for c in cases {
+            let creds = c.creds.unwrap_or(&root);
+            let got = self.call(c.sig, creds, c.action, &c.params).await;
+            let what = format!("{:?} {} {:?}", c.sig, c.action, c.params);
+            match c.expect {
+                Expect::Ok => assert_eq!(got.0, 200, "{what}: {}", got.1),
+                Expect::Error(status, code) => check_error(&got, status, code, &what),
+            }
+            bodies.push(got.1);
+        }
+        bodies
     }
 }
