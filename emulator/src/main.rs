@@ -156,6 +156,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (id.clone(), vm)
         })
         .collect();
+    if !qemu_vms.is_empty() && in_initial_netns() {
+        return Err("--qemu-vm creates vSwitch bridges and taps in the current network namespace: \
+            run the emulator inside the VM's namespace (ip netns exec NS ecs-emulator serve …), \
+            never in the host's"
+            .into());
+    }
     if instance_netns.is_some() || !instance_namespaces.is_empty() {
         // Veth peers live in a private namespace that dies with us.
         netns::unshare_private()?;
@@ -197,6 +203,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
     })?;
     Ok(())
+}
+
+/// True if this process shares PID 1's network namespace (the host's).
+fn in_initial_netns() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    match (ino("/proc/self/ns/net"), ino("/proc/1/ns/net")) {
+        (Ok(a), Ok(b)) => a == b,
+        // Cannot tell: be safe.
+        _ => true,
+    }
 }
 
 async fn shutdown_signal() {
