@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
-# Builds (or reuses) the guest image of the VM suite: Debian 12 from Debian's
-# packages (mmdebstrap) with its kernel, systemd, udev, NetworkManager,
-# systemd-networkd, cloud-init and qemu-guest-agent, the files under
-# tests/vm/guest/, and the project's .deb installed with dpkg -i as a user
-# would. The image is cached under $CACHE/images/<hash of the inputs>: this
-# script, the package list, the guest files and the .deb files. Prints the
-# image directory (rootfs.img, vmlinuz, initrd.img, debs/) on its last line.
-# Usage: build-image.sh DEB UPGRADE_DEB
+# Builds (or reuses) the guest image of the VM suite, in two cached layers:
+#   1. base: Debian 12 from Debian's packages (mmdebstrap): its kernel,
+#      systemd, udev, NetworkManager, systemd-networkd, cloud-init,
+#      qemu-guest-agent, ethtool, iproute2 — $CACHE/base-<hash>.tar, keyed by
+#      the package list and the mmdebstrap options below;
+#   2. image: the base, the files under tests/vm/guest/ and the project's .deb
+#      installed with dpkg -i as a user would — $CACHE/images/<hash>/, keyed
+#      by the base, the guest files, this script and the .deb.
+# Prints the image directory (rootfs.img, vmlinuz, initrd.img) on its last
+# line. Usage: build-image.sh DEB UPGRADE_DEB
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${ENI_VM_CACHE:-/var/cache/eni-agent-vm}
 DEB=$1
 DEB2=$2
 PKGS=systemd-sysv,udev,dbus,kmod,iproute2,ethtool,iputils-ping,procps,curl,ca-certificates,linux-image-amd64,qemu-guest-agent,network-manager,cloud-init,e2fsprogs,less,python3
+BASE_OPTS="--variant=apt --include=$PKGS bookworm"
+mkdir -p "$CACHE/images"
+
+base=$CACHE/base-$(echo "$BASE_OPTS" | sha256sum | cut -c1-16).tar
+if [ ! -f "$base" ]; then
+    MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+    [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    [ -n "$MIRROR" ] || { echo "vm: no Debian mirror in apt's sources; set DEBIAN_MIRROR" >&2; exit 2; }
+    echo "vm: building the base system from $MIRROR (about 2 minutes)" >&2
+    rm -f "$CACHE"/base-*.tar
+    # shellcheck disable=SC2086 # BASE_OPTS is a word list
+    mmdebstrap --quiet $BASE_OPTS "$base.part" "$MIRROR"
+    mv "$base.part" "$base"
+fi
+
 hash=$( {
+    basename "$base"
     cat "$0"
-    echo "$PKGS"
     (cd "$HERE/guest" && find . -type f | LC_ALL=C sort | while read -r f; do
         stat -c '%n %a' "$f"
         cat "$f"
@@ -29,34 +46,26 @@ if [ -f "$OUT/done" ]; then
     echo "$OUT"
     exit 0
 fi
-MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
-[ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$MIRROR" ] || { echo "vm: no Debian mirror found in apt's sources; set DEBIAN_MIRROR" >&2; exit 2; }
-echo "vm: building image $hash from $MIRROR (about 2 minutes)" >&2
-rm -rf "$OUT"
-mkdir -p "$OUT/debs"
-cp "$DEB" "$OUT/debs/eni-agent.deb"
-cp "$DEB2" "$OUT/debs/eni-agent-upgrade.deb"
+echo "vm: building image $hash" >&2
+find "$CACHE/images" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+mkdir -p "$OUT"
 ROOT=$OUT/rootfs
-# SOURCE_DATE_EPOCH pins the time stamps mmdebstrap and dpkg write.
-SOURCE_DATE_EPOCH=$(stat -c %Y "$DEB") \
-mmdebstrap --quiet --variant=apt --include="$PKGS" \
-    --customize-hook='echo enivm > "$1/etc/hostname"' \
-    --customize-hook='echo "127.0.1.1 enivm" >> "$1/etc/hosts"' \
-    --customize-hook='echo "/dev/vda / ext4 rw,relatime 0 1" > "$1/etc/fstab"' \
-    --customize-hook='chroot "$1" sh -c "echo root:root | chpasswd"' \
-    --customize-hook="copy-in $HERE/guest /tmp" \
-    --customize-hook='cp -a "$1/tmp/guest/." "$1/" && rm -rf "$1/tmp/guest"' \
-    --customize-hook="copy-in $OUT/debs /opt/eni-agent" \
-    --customize-hook='chroot "$1" dpkg -i /opt/eni-agent/debs/eni-agent.deb' \
-    --customize-hook='chroot "$1" systemctl enable enivm-ready.service systemd-networkd.service' \
-    --customize-hook='chroot "$1" systemctl disable NetworkManager.service' \
-    bookworm "$ROOT" "$MIRROR"
+mkdir "$ROOT"
+tar -C "$ROOT" -xf "$base"
+echo enivm >"$ROOT/etc/hostname"
+echo "127.0.1.1 enivm" >>"$ROOT/etc/hosts"
+echo "/dev/vda / ext4 rw,relatime 0 1" >"$ROOT/etc/fstab"
+chroot "$ROOT" sh -c "echo root:root | chpasswd"
+cp -a "$HERE/guest/." "$ROOT/"
+mkdir -p "$ROOT/opt/eni-agent/debs"
+cp "$DEB" "$ROOT/opt/eni-agent/debs/eni-agent.deb"
+cp "$DEB2" "$ROOT/opt/eni-agent/debs/eni-agent-upgrade.deb"
+chroot "$ROOT" dpkg -i /opt/eni-agent/debs/eni-agent.deb >&2
+chroot "$ROOT" systemctl enable enivm-ready.service systemd-networkd.service >&2
+chroot "$ROOT" systemctl disable NetworkManager.service >&2
 cp -L "$ROOT"/boot/vmlinuz-* "$OUT/vmlinuz"
 cp -L "$ROOT"/boot/initrd.img-* "$OUT/initrd.img"
 mkfs.ext4 -q -L enivm -d "$ROOT" "$OUT/rootfs.img" 2G
 rm -rf "$ROOT"
 touch "$OUT/done"
-# Keep only this image.
-find "$CACHE/images" -mindepth 1 -maxdepth 1 ! -name "$hash" -exec rm -rf {} +
 echo "$OUT"
