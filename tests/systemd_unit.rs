@@ -80,7 +80,8 @@ fn hardening_exposure_is_at_most_2_0_with_net_admin_kept() {
             && unit.contains("StateDirectory=eni-agent")
     );
     assert!(
-        !unit.contains("ProtectKernelTunables=yes") || unit.contains("ReadWritePaths=/proc/sys/net"),
+        !unit.contains("ProtectKernelTunables=yes")
+            || unit.contains("ReadWritePaths=/proc/sys/net"),
         "/proc/sys/net must stay writable"
     );
 }

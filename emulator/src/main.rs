@@ -157,10 +157,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     if !qemu_vms.is_empty() && in_initial_netns() {
-        return Err("--qemu-vm creates vSwitch bridges and taps in the current network namespace: \
+        return Err(
+            "--qemu-vm creates vSwitch bridges and taps in the current network namespace: \
             run the emulator inside the VM's namespace (ip netns exec NS ecs-emulator serve …), \
             never in the host's"
-            .into());
+                .into(),
+        );
     }
     if instance_netns.is_some() || !instance_namespaces.is_empty() {
         // Veth peers live in a private namespace that dies with us.

@@ -194,15 +194,13 @@ impl Qmp {
                 }
             }
         };
-        tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or_else(|_| {
-                Err(QmpError::Timeout {
-                    path: self.path.clone(),
-                    what: what.clone(),
-                    secs: limit.as_secs(),
-                })
+        tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| {
+            Err(QmpError::Timeout {
+                path: self.path.clone(),
+                what: what.clone(),
+                secs: limit.as_secs(),
             })
+        })
     }
 }
 
@@ -229,7 +227,9 @@ mod tests {
                 let v: Value = serde_json::from_str(&line).expect("client sends JSON");
                 assert_eq!(v["execute"], expect, "command order");
                 for a in answers {
-                    w.write_all(format!("{a}\r\n").as_bytes()).await.expect("answer");
+                    w.write_all(format!("{a}\r\n").as_bytes())
+                        .await
+                        .expect("answer");
                 }
             }
             // Keep the socket open until the client is done.
@@ -255,9 +255,7 @@ mod tests {
                 ),
                 (
                     "netdev_add",
-                    vec![
-                        r#"{"error": {"class": "GenericError", "desc": "Duplicate ID 'hn0'"}}"#,
-                    ],
+                    vec![r#"{"error": {"class": "GenericError", "desc": "Duplicate ID 'hn0'"}}"#],
                 ),
             ],
         );
@@ -272,7 +270,10 @@ mod tests {
         assert_eq!(q.events.len(), 1, "the event is kept");
         let e = q.execute("netdev_add", None).await.expect_err("error");
         let text = e.to_string();
-        assert!(text.contains("netdev_add") && text.contains("Duplicate ID"), "{text}");
+        assert!(
+            text.contains("netdev_add") && text.contains("Duplicate ID"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -314,7 +315,10 @@ mod tests {
             dir.path(),
             vec![(
                 "qmp_capabilities",
-                vec![r#"{"return": {}}"#, r#"{"event": "DEVICE_DELETED", "data": {"device": "other"}}"#],
+                vec![
+                    r#"{"return": {}}"#,
+                    r#"{"event": "DEVICE_DELETED", "data": {"device": "other"}}"#,
+                ],
             )],
         );
         let mut q = Qmp::connect(&path, Duration::from_secs(5))

@@ -34,7 +34,7 @@ hash=$( {
     basename "$base"
     cat "$0"
     (cd "$HERE/guest" && find . -type f | LC_ALL=C sort | while read -r f; do
-        stat -c '%n %a' "$f"
+        echo "$f"
         cat "$f"
     done)
     sha256sum <"$DEB"
@@ -57,6 +57,8 @@ echo "127.0.1.1 enivm" >>"$ROOT/etc/hosts"
 echo "/dev/vda / ext4 rw,relatime 0 1" >"$ROOT/etc/fstab"
 chroot "$ROOT" sh -c "echo root:root | chpasswd"
 cp -a "$HERE/guest/." "$ROOT/"
+# NetworkManager ignores keyfiles others can read (git keeps no such mode).
+chmod 600 "$ROOT"/etc/NetworkManager/system-connections/*.nmconnection
 mkdir -p "$ROOT/opt/eni-agent/debs"
 cp "$DEB" "$ROOT/opt/eni-agent/debs/eni-agent.deb"
 cp "$DEB2" "$ROOT/opt/eni-agent/debs/eni-agent-upgrade.deb"

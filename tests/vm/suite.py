@@ -216,7 +216,7 @@ def s_detach(lab):
 
 
 def s_lifecycle(lab):
-    paths = "/usr/bin/eni-agent /etc/eni-agent /var/lib/eni-agent /lib/systemd/system/eni-agent.service " \
+    paths = "/usr/bin/eni-agent /etc/eni-agent /var/lib/eni-agent /usr/lib/tmpfiles.d/eni-agent.conf " \
             "/usr/lib/systemd/system/eni-agent.service /etc/systemd/system/multi-user.target.wants/eni-agent.service"
     lab.sh("dpkg --purge eni-agent")
     left = lab.sh(f"ls -d {paths} 2>/dev/null || true").strip()
@@ -247,7 +247,7 @@ def s_lifecycle(lab):
     check(lab.sh("systemctl is-active eni-agent || true").strip() != "active", "the daemon runs after remove")
     configured(lab, ENI_A)  # removing the package never removes a NIC's configuration
     lab.sh("dpkg --purge eni-agent", timeout=180)
-    left = lab.sh(f"ls -d {paths} 2>/dev/null; dpkg -l eni-agent 2>/dev/null | grep '^[a-z][a-z] ' || true").strip()
+    left = lab.sh(f"ls -d {paths} 2>/dev/null; dpkg -s eni-agent 2>/dev/null | grep '^Status' || true").strip()
     check(left == "", f"left after purge: {left}")
     return f"{v1} -> {v2}, {m.group(1)} pings, 0 lost"
 
