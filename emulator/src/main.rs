@@ -159,7 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !qemu_vms.is_empty() && in_initial_netns() {
         return Err(
             "--qemu-vm creates vSwitch bridges and taps in the current network namespace: \
-            run the emulator inside the VM's namespace (ip netns exec NS ecs-emulator serve …), \
+            run the emulator inside the VM's named namespace (ip netns exec NS ecs-emulator serve …), \
             never in the host's"
                 .into(),
         );
@@ -207,15 +207,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// True if this process shares PID 1's network namespace (the host's).
+/// True unless this process runs in a named network namespace (one of
+/// `/var/run/netns/*`, as `ip netns exec` sets up): the host's, as far as
+/// the emulator can tell.
 fn in_initial_netns() -> bool {
     use std::os::unix::fs::MetadataExt;
-    let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
-    match (ino("/proc/self/ns/net"), ino("/proc/1/ns/net")) {
-        (Ok(a), Ok(b)) => a == b,
-        // Cannot tell: be safe.
-        _ => true,
-    }
+    let id = |p: &std::path::Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let Some(own) = id(std::path::Path::new("/proc/self/ns/net")) else {
+        return true;
+    };
+    let named = std::fs::read_dir("/var/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten();
+    !named.into_iter().any(|e| id(&e.path()) == Some(own))
 }
 
 async fn shutdown_signal() {

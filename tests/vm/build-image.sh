@@ -24,10 +24,10 @@ if [ ! -f "$base" ]; then
     [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
     [ -n "$MIRROR" ] || { echo "vm: no Debian mirror in apt's sources; set DEBIAN_MIRROR" >&2; exit 2; }
     echo "vm: building the base system from $MIRROR (about 2 minutes)" >&2
-    rm -f "$CACHE"/base-*.tar
+    rm -rf "$CACHE"/base-*.tar
     # shellcheck disable=SC2086 # BASE_OPTS is a word list
-    mmdebstrap --quiet $BASE_OPTS "$base.part" "$MIRROR"
-    mv "$base.part" "$base"
+    mmdebstrap --quiet $BASE_OPTS "${base%.tar}.part.tar" "$MIRROR"
+    mv "${base%.tar}.part.tar" "$base"
 fi
 
 hash=$( {

@@ -5,6 +5,7 @@
 # systemd-networkd, cloud-init and the .deb. As root; everything runs in
 # network namespaces the suite creates.
 # Usage: tests/vm/run.sh [SCENARIO...]   (default: all; see suite.py)
+#        tests/vm/run.sh --bench [ROUNDS]   the hot-plug benchmark (bench.py)
 # Env: ENI_VM_CACHE (default /var/cache/eni-agent-vm) holds QEMU (when apt
 # cannot install it) and the image, rebuilt when its inputs change.
 set -euo pipefail
@@ -37,6 +38,11 @@ dpkg-deb --root-owner-group -Zxz -b "$up/tree" "$up/eni-agent-upgrade.deb" >/dev
 image=$(tests/vm/build-image.sh "$deb" "$up/eni-agent-upgrade.deb" | tail -1) || fail_setup "the guest image could not be built"
 echo "vm: set-up took $(( $(date +%s) - t0 )) s"
 rc=0
-python3 tests/vm/suite.py "$PWD" "$image" "$qemu" "$@" || rc=$?
+if [ "${1:-}" = --bench ]; then
+    shift
+    python3 tests/vm/bench.py "$PWD" "$image" "$qemu" "$@" || rc=$?
+else
+    python3 tests/vm/suite.py "$PWD" "$image" "$qemu" "$@" || rc=$?
+fi
 echo "vm: total $(( $(date +%s) - t0 )) s"
 exit $rc
