@@ -229,7 +229,9 @@ class Lab:
                  "-qmp", f"unix:{self.run_dir}/qmp-emu.sock,server=on,wait=off",
                  "-display", "none", "-serial", f"file:{self.serial}", "-monitor", "none"]
         qlog = open(os.path.join(self.run_dir, "qemu.log"), "w")
-        self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.name, *args], stdout=qlog, stderr=qlog))
+        # The copy-on-write overlay of snapshot=on goes to TMPDIR: keep it in memory.
+        env = dict(os.environ, TMPDIR="/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp")
+        self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.name, *args], stdout=qlog, stderr=qlog, env=env))
         end = time.time() + 30
         while "vmtap0" not in run(ip + ["-br", "link"]):
             if time.time() > end or self.procs[-1].poll() is not None:
@@ -259,7 +261,8 @@ class Lab:
         end = time.time() + timeout
         while self.ready_count() < count:
             if time.time() > end:
-                raise Failed(f"the guest did not reach multi-user.target in {timeout} s; "
+                raise Failed(f"the guest did not reach multi-user.target in {timeout} s "
+                             f"(QEMU: {self.vm_status()}); "
                              f"serial tail: {open(self.serial, errors='replace').read()[-1500:]}")
             if any(p.poll() is not None for p in self.procs):
                 raise Failed("QEMU, the emulator or dnsmasq exited during boot")
@@ -275,6 +278,15 @@ class Lab:
                 if time.time() > end:
                     raise Failed("the guest agent does not answer")
                 time.sleep(0.2)
+
+    def vm_status(self):
+        try:
+            q = Qmp(f"{self.run_dir}/qmp.sock", timeout=5)
+            st = q.cmd("query-status")
+            q.close()
+            return st.get("status")
+        except Exception as e:  # only for a diagnostic
+            return f"no answer ({e})"
 
     def qga(self):
         if self.qga_ is None:
