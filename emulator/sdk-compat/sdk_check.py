@@ -8,7 +8,8 @@ once with signature_algorithm='v2': Describe, Attach, Detach, and that
 documented errors arrive as SDK exceptions with the right code and HTTP
 status; then that alibabacloud-credentials' ECS RAM role provider gets
 credentials from the emulator's metadata service (normal and hardened
-mode) and that those STS credentials work against the API.
+mode, and with the provider's IMDSv1 disabled) and that those STS
+credentials work against the API with both signature versions.
 Exits non-zero on the first failure.
 """
 
@@ -155,26 +156,30 @@ def credentials_round():
     from alibabacloud_credentials.provider.ecs_ram_role import EcsRamRoleCredentialsProvider
 
     md_host = INFO["metadata_url"].removeprefix("http://")
-    results = []
-    for hardened in (False, True):
+    # (emulator hardened_only, provider disable_imds_v1): normal mode, the
+    # provider's IMDSv1-disabled mode, and hardened-only served to both.
+    for hardened, disable_v1 in ((False, False), (False, True), (True, True), (True, False)):
+        mode = f"hardened_only={hardened}, disable_imds_v1={disable_v1}"
         control("PATCH", "/settings", {"metadata": {"hardened_only": hardened}})
-        p = EcsRamRoleCredentialsProvider(disable_imds_v1=hardened, async_update_enabled=False)
+        p = EcsRamRoleCredentialsProvider(disable_imds_v1=disable_v1, async_update_enabled=False)
         # The provider has no public knob for the metadata host (it is the
         # constant 100.100.100.200); point its private attribute at the
         # emulator's loopback listener.
         p._EcsRamRoleCredentialsProvider__metadata_service_host = md_host
         creds = p.get_credentials()
         ok(creds.get_access_key_id().startswith("STS.") and creds.get_security_token(),
-           f"ECS RAM role provider (hardened_only={hardened}) got {creds.get_access_key_id()}")
-        results.append(creds)
+           f"ECS RAM role provider ({mode}) got {creds.get_access_key_id()}")
+        # Those credentials, with each signature version.
+        for name, algorithm in (("v3", None), ("v2", "v2")):
+            c = client(algorithm, creds.get_access_key_id(), creds.get_access_key_secret(),
+                       creds.get_security_token())
+            ok(describe(c, INFO["primary_eni_id"]).status == "InUse",
+               f"[{name}] STS credentials from metadata ({mode}) accepted")
+            expect_error(lambda: describe(client(algorithm, creds.get_access_key_id(),
+                                                 creds.get_access_key_secret(), "CAISforged"),
+                                          INFO["primary_eni_id"]),
+                         "InvalidSecurityToken.Malformed", 400, f"[{name}] forged security token ({mode})")
     control("PATCH", "/settings", {"metadata": {"hardened_only": False}})
-    creds = results[-1]
-    for name, algorithm in (("v3", None), ("v2", "v2")):
-        c = client(algorithm, creds.get_access_key_id(), creds.get_access_key_secret(), creds.get_security_token())
-        ok(describe(c, INFO["primary_eni_id"]).status == "InUse", f"[{name}] STS credentials from metadata accepted")
-        expect_error(lambda: describe(client(algorithm, creds.get_access_key_id(), creds.get_access_key_secret(),
-                                             "CAISforged"), INFO["primary_eni_id"]),
-                     "InvalidSecurityToken.Malformed", 400, f"[{name}] forged security token")
 
 
 def main():

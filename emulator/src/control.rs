@@ -3,6 +3,7 @@
 //! options) at run time, seed resources, change instance state, dump the
 //! model. Nothing here is part of ECS.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::engine::Emulator;
+use crate::model::instance_data::{self, InstanceDataPatch};
 use crate::scenario::Scenario;
 use crate::settings::{Settings, merge_patch};
 
@@ -96,6 +98,11 @@ async fn seed(State(emu): State<Arc<Emulator>>, Json(s): Json<Scenario>) -> Resp
 #[serde(deny_unknown_fields)]
 struct InstancePatch {
     status: Option<String>,
+    key_pairs: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "instance_data::present")]
+    user_data: Option<Option<String>>,
+    #[serde(default, deserialize_with = "instance_data::present")]
+    vendor_data: Option<Option<String>>,
 }
 
 async fn patch_instance(
@@ -111,6 +118,14 @@ async fn patch_instance(
         )
             .into_response();
     };
+    let data = InstanceDataPatch {
+        key_pairs: p.key_pairs,
+        user_data: p.user_data,
+        vendor_data: p.vendor_data,
+    };
+    if let Err(e) = data.apply(inst) {
+        return bad_request(e);
+    }
     if let Some(s) = p.status {
         inst.status = s;
     }

@@ -192,6 +192,16 @@ pub struct VSwitchSpec {
     /// Region (default: the scenario's region).
     #[serde(default)]
     pub region_id: Option<String>,
+    /// Key pairs of the instance: key pair id → OpenSSH public key line
+    /// (metadata `public-keys/<id>/openssh-key`).
+    #[serde(default)]
+    pub key_pairs: BTreeMap<String, String>,
+    /// User data (metadata `user-data`; 404 when absent).
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Vendor data (metadata `vendor-data`; 404 when absent).
+    #[serde(default)]
+    pub vendor_data: Option<String>,
 }
 
 /// A security group.
@@ -232,6 +242,16 @@ pub struct InstanceSpec {
     /// Region (default: the scenario's region).
     #[serde(default)]
     pub region_id: Option<String>,
+    /// Key pairs of the instance: key pair id → OpenSSH public key line
+    /// (metadata `public-keys/<id>/openssh-key`).
+    #[serde(default)]
+    pub key_pairs: BTreeMap<String, String>,
+    /// User data (metadata `user-data`; 404 when absent).
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Vendor data (metadata `vendor-data`; 404 when absent).
+    #[serde(default)]
+    pub vendor_data: Option<String>,
 }
 
 fn running() -> String {

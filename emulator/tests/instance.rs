@@ -132,7 +132,7 @@ fn attach_detach_cycle_with_timing_metadata_and_hotplug() {
             ("vpc-cidr-block", "192.168.0.0/16"),
             ("vpc-id", "vpc-emu0main"),
             ("vswitch-id", "vsw-emu0zonei"),
-            ("ipv4-prefixes", "[192.168.10.128/28]"),
+            ("ipv4-prefixes", "192.168.10.128/28"),
             ("ipv6-gateway", "2408:4005:3a0:7101:ffff:ffff:ffff:fff7"),
             ("vswitch-ipv6-cidr-block", "2408:4005:3a0:7101::/64"),
             ("vpc-ipv6-cidr-blocks", "[2408:4005:3a0:7100::/56]"),

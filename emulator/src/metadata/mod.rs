@@ -1,4 +1,5 @@
-//! The instance metadata service (`http://100.100.100.200/latest/…`) of an
+//! The instance metadata service (`http://100.100.100.200/<version>/…`,
+//! `latest` and the dated `2016-01-01` alike) of an
 //! emulated instance (each listener answers as one instance: the
 //! scenario's metadata instance, or the one whose namespace it is in), on
 //! its own listener: token PUT with the 400/401/403
@@ -27,6 +28,10 @@ pub const MIN_TOKEN_TTL_SECONDS: u64 = 1;
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 21600;
 /// Request header carrying the wanted TTL.
 pub const TTL_HEADER: &str = "x-aliyun-ecs-metadata-token-ttl-seconds";
+/// The versions served, as `GET /` lists them (the documented dated one
+/// and `latest`); every path below is the same under each. Any other first
+/// path segment is 404.
+pub const VERSIONS: [&str; 2] = ["2016-01-01", "latest"];
 /// Request header carrying the token.
 pub const TOKEN_HEADER: &str = "x-aliyun-ecs-metadata-token";
 
@@ -109,10 +114,14 @@ pub async fn handle(
         }
         None => {}
     }
-    let Some(rest) = path.strip_prefix("/latest") else {
+    if path == "/" {
+        return Ok(text(StatusCode::OK, VERSIONS.join("\n")));
+    }
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    if !segments.next().is_some_and(|v| VERSIONS.contains(&v)) {
         return Ok(text(StatusCode::NOT_FOUND, "Not Found"));
-    };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    }
+    let segments: Vec<&str> = segments.collect();
     let answer = {
         let mut st = emu.state();
         let id = instance.map_or_else(|| st.metadata_instance_id.clone(), |i| i.to_string());

@@ -1,7 +1,10 @@
 //! The metadata tree of one emulated instance (paths and value formats of
 //! the Alibaba Cloud "instance metadata" document): instance keys,
 //! `network/interfaces/macs/<mac>/…` for ENIs whose metadata is visible,
-//! and `ram/security-credentials/<role>`.
+//! `public-keys/<id>/openssh-key` and `ram/security-credentials/<role>`;
+//! beside `meta-data/` the instance's `user-data` and `vendor-data`, and
+//! `meta-data/all`, the whole tree (credentials left out) as one JSON
+//! document with the same string leaves.
 
 use std::time::SystemTime;
 
@@ -100,11 +103,10 @@ fn meta_data(st: &State, instance_id: &str) -> Value {
                 e.insert("vpc-ipv6-cidr-blocks".into(), s(format!("[{c6}]")));
             }
         }
+        // The document shows one plain CIDR (`192.168.XX.XX/28`); several
+        // are one a line, like every other multi-valued leaf.
         if !m.ipv4_prefixes.is_empty() {
-            e.insert(
-                "ipv4-prefixes".into(),
-                s(format!("[{}]", m.ipv4_prefixes.join(","))),
-            );
+            e.insert("ipv4-prefixes".into(), s(m.ipv4_prefixes.join("\n")));
         }
         if let Some(c6) = v.ipv6_cidr {
             e.insert("ipv6-gateway".into(), s(c6.gateway()));
@@ -115,10 +117,7 @@ fn meta_data(st: &State, instance_id: &str) -> Value {
             e.insert("ipv6s".into(), s(format!("[{}]", v6.join(","))));
         }
         if !m.ipv6_prefixes.is_empty() {
-            e.insert(
-                "ipv6-prefixes".into(),
-                s(format!("[{}]", m.ipv6_prefixes.join(","))),
-            );
+            e.insert("ipv6-prefixes".into(), s(m.ipv6_prefixes.join("\n")));
         }
         macs.insert(eni.mac.clone(), Value::Object(e));
     }
@@ -126,6 +125,14 @@ fn meta_data(st: &State, instance_id: &str) -> Value {
         "network".into(),
         json!({"interfaces": {"macs": Value::Object(macs)}}),
     );
+    if !inst.key_pairs.is_empty() {
+        let keys: Map<String, Value> = inst
+            .key_pairs
+            .iter()
+            .map(|(id, key)| (id.clone(), json!({"openssh-key": key.trim()})))
+            .collect();
+        root.insert("public-keys".into(), Value::Object(keys));
+    }
     if let Some(role) = &inst.ram_role {
         root.insert(
             "ram".into(),
@@ -150,7 +157,7 @@ fn listing(map: &Map<String, Value>) -> String {
         .join("\n")
 }
 
-/// The body for `/latest/<segments…>`, or `None` (404).
+/// The body for `/<version>/<segments…>`, or `None` (404).
 pub fn lookup(
     st: &mut State,
     instance_id: &str,
@@ -158,13 +165,32 @@ pub fn lookup(
     segments: &[&str],
     now: SystemTime,
 ) -> Option<String> {
-    let Some((first, rest)) = segments.split_first() else {
-        return Some("meta-data/".to_string());
+    let inst = st.instances.get(instance_id);
+    let user_data = inst.and_then(|i| i.user_data.clone());
+    let vendor_data = inst.and_then(|i| i.vendor_data.clone());
+    let (first, rest) = match segments.split_first() {
+        None => {
+            let mut entries = vec!["meta-data/"];
+            entries.extend(user_data.as_ref().map(|_| "user-data"));
+            entries.extend(vendor_data.as_ref().map(|_| "vendor-data"));
+            return Some(entries.join("\n"));
+        }
+        Some(split) => split,
     };
-    if *first != "meta-data" {
-        return None;
+    match (*first, rest) {
+        ("user-data", []) => return user_data,
+        ("vendor-data", []) => return vendor_data,
+        ("meta-data", _) => {}
+        _ => return None,
     }
     let tree = meta_data(st, instance_id);
+    if rest == ["all"] {
+        let mut all = tree;
+        if let Some(map) = all.as_object_mut() {
+            map.remove("ram");
+        }
+        return serde_json::to_string_pretty(&all).ok();
+    }
     let mut node = &tree;
     for seg in rest {
         node = node.as_object()?.get(*seg)?;

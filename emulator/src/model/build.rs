@@ -180,6 +180,8 @@ impl State {
                     return Err(unknown("instance", &i.id, "ram role", role));
                 }
             }
+            super::instance_data::check_key_pairs(&i.key_pairs)
+                .map_err(|problem| invalid("instance", &i.id, problem))?;
             let region_id = i.region_id.clone().unwrap_or_else(|| vsw.region_id.clone());
             if !self.regions.contains(&region_id) {
                 self.regions.push(region_id.clone());
@@ -203,6 +205,9 @@ impl State {
                         .unwrap_or_else(|| "aliyun_3_x64_20G_alibase_20240819.vhd".into()),
                     ram_role: i.ram_role.clone(),
                     serial_number: util::request_id().to_lowercase(),
+                    key_pairs: i.key_pairs.clone(),
+                    user_data: i.user_data.clone(),
+                    vendor_data: i.vendor_data.clone(),
                 },
             );
         }

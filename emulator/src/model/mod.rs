@@ -4,6 +4,7 @@
 //! nothing here awaits, so the lock is only ever held briefly.
 
 mod build;
+pub mod instance_data;
 pub mod net;
 
 use std::collections::{BTreeMap, HashMap};
@@ -103,6 +104,12 @@ pub struct Instance {
     pub ram_role: Option<String>,
     /// Serial number.
     pub serial_number: String,
+    /// Key pairs (id → OpenSSH public key), `public-keys/` in metadata.
+    pub key_pairs: BTreeMap<String, String>,
+    /// User data served at `user-data` (404 when `None`).
+    pub user_data: Option<String>,
+    /// Vendor data served at `vendor-data` (404 when `None`).
+    pub vendor_data: Option<String>,
 }
 
 /// An ENI with its runtime state.
