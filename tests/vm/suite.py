@@ -9,6 +9,7 @@ Env: ENIVM_HANDOFF=off writes `manage_network_managers = false` into the
 agent's configuration (the NetworkManager and networkd scenarios must then
 fail); ENIVM_ACCEL=kvm|tcg skips the KVM probe; ENIVM_KEEP=1 keeps run dirs.
 """
+import json
 import os
 import re
 import shutil
@@ -78,7 +79,7 @@ def s_networkmanager(lab):
     nic = nics[ENI_A[0]]
     state = lab.wait_guest(
         f"nmcli -t -f DEVICE,STATE device | grep '^{nic}:' | grep -E ':(unmanaged|connected|disconnected)$'",
-        f"NetworkManager settling on {nic}", 60).strip()
+        f"NetworkManager settling on {nic}", 120, diag="nmcli -t -f DEVICE,STATE device; nmcli device").strip()
     check(state == f"{nic}:unmanaged", f"NetworkManager manages {nic}: {state}")
     conns = lab.sh("nmcli -t -f NAME,DEVICE connection show")
     check(f":{nic}" not in conns, f"NetworkManager has a connection for {nic}: {conns.strip()}")
@@ -98,7 +99,7 @@ def networkd_state(lab, nic):
     return lab.wait_guest(
         f"networkctl list --no-legend --no-pager | awk '$2 == \"{nic}\" {{print $5}}' "
         f"| grep -E '^(unmanaged|configured|configuring|failed|degraded)$'",
-        f"networkd settling on {nic}", 60).strip()
+        f"networkd settling on {nic}", 120, diag="networkctl list --no-pager").strip()
 
 
 def s_networkd(lab):
@@ -278,9 +279,11 @@ def cloud_init_seed(repo, run_dir):
 
 
 def s_cloud_init(lab):
-    st = lab.sh("cloud-init status --wait --long || true", timeout=600)
-    check("status: done" in st, f"cloud-init did not finish cleanly: {st.strip()}")
-    check(re.search(r"errors: \[\]", st) or "errors:" not in st, f"cloud-init reports errors: {st.strip()}")
+    lab.sh("cloud-init status --wait >/dev/null || true", timeout=600)
+    result = json.loads(lab.sh("cat /run/cloud-init/result.json"))["v1"]
+    # Errors of modules the minimal image lacks packages for (locale, ssh) are not ours.
+    ours = [e for e in result.get("errors", []) if re.search(r"eni|runcmd|scripts[-_]user", e, re.I)]
+    check(not ours, f"cloud-init reports errors caused by the agent: {ours}")
     nic = configured(lab, ENI_A)
     out = lab.sh("cat /var/log/cloud-init-output.log")
     check(ENI_A[0] in out, f"the one-shot did not run from runcmd: {out[-800:]}")

@@ -299,15 +299,19 @@ class Lab:
             raise Failed(f"guest: `{command}` exit {rc}: {(out + err).strip()[-1500:]}")
         return out
 
-    def wait_guest(self, command, what, timeout=60):
-        """Polls `command` in the guest until it exits 0; returns its output."""
+    def wait_guest(self, command, what, timeout=60, diag=None):
+        """Polls `command` in the guest until it exits 0; returns its output. On time-out the
+        failure shows the output of `diag` (a guest command) if given."""
         end = time.time() + timeout
         while True:
             rc, out, err = self.qga().sh(command)
             if rc == 0:
                 return out
             if time.time() > end:
-                raise Failed(f"{what}: not within {timeout} s (last: {(out + err).strip()[-800:]})")
+                shown = (out + err).strip()[-800:]
+                if diag:
+                    shown += " | " + " ".join(self.qga().sh(diag)[1:]).strip()[-1200:]
+                raise Failed(f"{what}: not within {timeout} s (last: {shown})")
             time.sleep(0.2)
 
     def nic(self, mac, timeout=60):
