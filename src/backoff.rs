@@ -95,6 +95,48 @@ fn jitter(ceiling: Duration) -> Duration {
     Duration::from_nanos(random_u64() % (nanos.saturating_add(1)))
 }
 
+/// The schedule of a wait loop: waits doubling from `first` up to `cap`,
+/// each cut short at the deadline, so the loop looks one last time at the
+/// deadline and gives up only then — never earlier because the next wait
+/// would pass it.
+#[derive(Debug)]
+pub struct Poll {
+    started: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+    delay: Duration,
+    cap: Duration,
+}
+
+impl Poll {
+    /// A schedule that ends `timeout` from now.
+    pub fn new(first: Duration, cap: Duration, timeout: Duration) -> Self {
+        let started = tokio::time::Instant::now();
+        Self {
+            started,
+            deadline: started + timeout,
+            delay: first,
+            cap,
+        }
+    }
+
+    /// Waits the next delay (at most until the deadline); false, without
+    /// waiting, once the deadline has passed.
+    pub async fn wait(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep_until((now + self.delay).min(self.deadline)).await;
+        self.delay = (self.delay * 2).min(self.cap);
+        true
+    }
+
+    /// Time since the schedule started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
 /// A random u64 from the system CSPRNG (jitter must not be synchronised across
 /// a fleet that boots at once, so no seeded generator).
 pub fn random_u64() -> u64 {
@@ -155,6 +197,22 @@ mod tests {
             );
             assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_gives_up_at_its_deadline_not_before() {
+        let mut poll = Poll::new(
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+            Duration::from_secs(8),
+        );
+        let started = tokio::time::Instant::now();
+        let mut looks = vec![];
+        while poll.wait().await {
+            looks.push(started.elapsed());
+        }
+        assert_eq!(looks, [Duration::from_secs(5), Duration::from_secs(8)]);
+        assert_eq!(poll.elapsed(), Duration::from_secs(8));
     }
 
     #[test]

@@ -103,6 +103,34 @@ async fn the_chain_prefers_environment_then_file_then_ram_role() {
         "resolving the chain makes no request"
     );
 
+    // A named file that is absent passes the turn to the RAM role; one that
+    // is there but malformed is an error.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let absent = CredentialsConfig {
+        file: Some(dir.path().join("absent")),
+        ..Default::default()
+    };
+    let p = CredentialProvider::resolve(&absent, env(&[]), metadata(&server))
+        .expect("an absent file falls through");
+    assert!(
+        matches!(p, CredentialProvider::RamRole(_)),
+        "{}",
+        p.origin()
+    );
+    let malformed = dir.path().join("malformed");
+    std::fs::write(&malformed, "[default]\naccess_key_id\n").expect("write");
+    std::fs::set_permissions(&malformed, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let err = CredentialProvider::resolve(
+        &CredentialsConfig {
+            file: Some(malformed.clone()),
+            ..Default::default()
+        },
+        env(&[]),
+        metadata(&server),
+    )
+    .expect_err("malformed file");
+    assert!(matches!(err, CredentialsError::File { .. }), "{err}");
+
     let open = credentials_file(0o644);
     let err = CredentialProvider::resolve(
         &CredentialsConfig {

@@ -499,9 +499,15 @@ fn daemon_keeps_running_on_an_invalid_reload() {
     let (dev, table) = env.wait_configured(ENI1, Duration::from_secs(30));
     std::fs::write(env.config_path(), "[agent]\nbogus_key = 1\n").expect("write");
     env.signal(&d, Signal::SIGHUP);
-    std::thread::sleep(Duration::from_millis(500));
+    let log = || std::fs::read_to_string(&d.stderr).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(10), || log()
+            .contains("the new configuration is invalid")),
+        "the reload is refused: {}",
+        log()
+    );
     env.assert_eni1_configured(&dev, table);
-    let stderr = std::fs::read_to_string(&d.stderr).unwrap_or_default();
+    let stderr = log();
     assert!(
         stderr.contains("bogus_key"),
         "the error names the key: {stderr}"
@@ -629,8 +635,18 @@ fn plan_prints_and_changes_nothing() {
     env.attach(ENI1).expect_code(0, "attach");
     let before = env.snapshot("eth1", TABLE);
     let calls_before = env.calls().len();
+    // Right after the attach (the metadata service may still lag): nothing
+    // would change on the configured ENI.
     let out = env.run(&["plan", ENI1], Duration::from_secs(20));
     out.expect_code(0, "plan");
+    assert!(out.stdout.contains("# 0 changes on eth1"), "{}", out.stdout);
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("ip ")),
+        "{}",
+        out.stdout
+    );
+    let out = env.run(&["plan", ENI1, "--full"], Duration::from_secs(20));
+    out.expect_code(0, "plan --full");
     assert!(
         out.stdout.contains("eth1") && out.stdout.contains(&TABLE.to_string()),
         "{}",
@@ -663,7 +679,13 @@ fn daemon_leaves_a_removed_eni_attached_by_default() {
     let before = env.snapshot(&dev1, table1);
     env.write_config("", &[Env::eni(ENI2)]);
     env.signal(&d, Signal::SIGHUP);
-    std::thread::sleep(Duration::from_millis(1500));
+    let log = || std::fs::read_to_string(&d.stderr).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(10), || log()
+            .contains("left attached and configured")),
+        "the reload handled the removal: {}",
+        log()
+    );
     assert_eq!(env.snapshot(&dev1, table1), before);
     assert_eq!(env.eni_state(ENI1), ("InUse".into(), INSTANCE.into()));
     assert!(env.codes("DetachNetworkInterface", ENI1).is_empty());
@@ -703,8 +725,13 @@ fn daemon_does_not_steal_back_an_eni_taken_over_elsewhere() {
     .expect("attach there");
     assert!(wait_for(Duration::from_secs(3), || env.eni_state(ENI1)
         == ("InUse".into(), other.into())));
-    // Two describe intervals (5 s each).
-    std::thread::sleep(Duration::from_secs(11));
+    // Two periodic Describes of the ENI (every 5 s) find it elsewhere.
+    let describes = || env.codes("DescribeNetworkInterfaceAttribute", ENI1).len();
+    let before = describes();
+    assert!(
+        wait_for(Duration::from_secs(20), || describes() >= before + 2),
+        "no periodic Describe"
+    );
     assert_eq!(
         env.eni_state(ENI1),
         ("InUse".into(), other.into()),

@@ -143,6 +143,28 @@ fn detach_removes_everything() {
         "{}",
         out.stdout
     );
+    // What was removed, in `ip` syntax: the rule's priority as `priority N`,
+    // the link by its name.
+    let removed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ip "))
+        .collect();
+    assert!(
+        removed
+            .iter()
+            .any(|l| l.starts_with("ip rule del priority "))
+            && removed.iter().any(|l| l.contains(" dev eth1")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !removed
+            .iter()
+            .any(|l| l.contains(" dev if") || l.contains("del 20")),
+        "{}",
+        out.stdout
+    );
     assert_eq!(env.eni_state(ENI1).0, "Available");
     assert_eq!(env.successes("DetachNetworkInterface", ENI1), 1);
     assert!(
@@ -295,6 +317,12 @@ fn permanent_errors_are_explained() {
         "remedy: {}",
         out.stderr
     );
+    assert!(
+        out.stderr
+            .contains("eni-emu0doesnotexist does not exist in region cn-hangzhou"),
+        "the id and the region are named: {}",
+        out.stderr
+    );
 
     // Checked locally: no Attach was sent for any of them.
     for eni in [OTHER_ZONE, OTHER_VPC, "eni-emu0doesnotexist"] {
@@ -346,6 +374,35 @@ fn stuck_attaching_times_out() {
     assert!(
         !out.stderr.contains("check the metadata service"),
         "the metadata service is fine: {}",
+        out.stderr
+    );
+}
+
+/// `--timeout` is the whole command's deadline: no wait inside (the
+/// Describe polls behind the NIC's appearance start after 5 s and back off
+/// to 10 s) gives up before it.
+#[test]
+fn the_timeout_is_the_whole_commands_deadline() {
+    let Some(env) = Env::new("timeout_whole_deadline") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.patch_settings(&json!({"faults": {"stuck_attaching": [ENI1]}}));
+    let started = std::time::Instant::now();
+    let out = env.run(
+        &["attach", ENI1, "--timeout", "6s"],
+        Duration::from_secs(30),
+    );
+    out.expect_code(2, "timeout");
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "gave up after {:?}: {}",
+        started.elapsed(),
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("not configured within 6s"),
+        "{}",
         out.stderr
     );
 }
@@ -779,4 +836,68 @@ fn detach_times_out_with_code_2_and_a_rerun_finishes_it() {
         == "Available"));
     env.assert_nothing_left(TABLE);
     assert!(env.record(ENI1).is_none(), "record removed");
+}
+
+/// Detaching the primary ENI by mistake: the API refuses it for good, so the
+/// intent ends there — a failed detach with the API's code in `status`,
+/// never resumed by a daemon start — and `forget` drops the record (refused
+/// while the daemon runs) without a call or a kernel change.
+#[test]
+fn a_refused_detach_ends_the_intent_and_can_be_forgotten() {
+    const PRIMARY_ENI: &str = "eni-emu0primary0001";
+    let Some(env) = Env::new("refused_detach") else {
+        return;
+    };
+    env.write_config("", &[Env::eni(ENI1)]);
+    let out = env.detach(PRIMARY_ENI);
+    out.expect_code(1, "detach of the primary ENI");
+    assert!(
+        out.stderr.contains("DetachPrimaryEniNotAllowed"),
+        "{}",
+        out.stderr
+    );
+    let status = env.status();
+    let rec = status
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["eni_id"] == PRIMARY_ENI))
+        .unwrap_or_else(|| panic!("no record of {PRIMARY_ENI}: {status}"));
+    assert_eq!(rec["intent"], "detach", "{rec}");
+    assert_eq!(rec["progress"], "failed", "{rec}");
+    assert!(
+        rec["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("DetachPrimaryEniNotAllowed")),
+        "{rec}"
+    );
+    let detaches = || env.codes("DetachNetworkInterface", PRIMARY_ENI).len();
+    assert_eq!(detaches(), 1);
+
+    let daemon = env.spawn(&["run"], &[]);
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(30));
+    let out = env.run(&["forget", PRIMARY_ENI], Duration::from_secs(20));
+    out.expect_code(1, "forget while the daemon runs");
+    assert!(out.stderr.contains("no daemon runs"), "{}", out.stderr);
+    env.signal(&daemon, nix::sys::signal::Signal::SIGTERM);
+    env.wait(&daemon, Duration::from_secs(10))
+        .expect_code(0, "SIGTERM");
+    let log = std::fs::read_to_string(&daemon.stderr).expect("daemon log");
+    assert!(
+        !log.contains("resuming an interrupted detach"),
+        "a failed detach is not resumed:\n{log}"
+    );
+    assert_eq!(detaches(), 1, "no second Detach of the primary ENI");
+
+    let calls = env.calls().len();
+    let before = env.snapshot(&dev1, table1);
+    let out = env.run(&["forget", PRIMARY_ENI], Duration::from_secs(20));
+    out.expect_code(0, "forget");
+    assert!(env.record(PRIMARY_ENI).is_none(), "record removed");
+    assert_eq!(env.calls().len(), calls, "forget calls no API");
+    assert_eq!(
+        env.snapshot(&dev1, table1),
+        before,
+        "forget changes no kernel state"
+    );
+    env.run(&["forget", PRIMARY_ENI], Duration::from_secs(20))
+        .expect_code(1, "nothing left to forget");
 }

@@ -280,22 +280,28 @@ fn netns_watch_enobufs_triggers_a_full_resync() {
         let rec = Reconciler::connect().expect("netlink");
         wait_converged(&rec, &plan, "eni6", LONG).await;
 
-        // While the runtime is blocked in `ip -batch`, flood the tiny buffer
-        // and remove one of our addresses in the middle of the flood.
+        // The event socket filters additions in the kernel, so a flood must
+        // be of removals: add 1500 foreign routes (filtered, nothing queued),
+        // then, while the runtime is blocked in `ip -batch`, delete them all
+        // — 1500 notifications for a receive buffer of a few — and remove
+        // one of our addresses in the middle of the flood.
         let dir = tempfile::tempdir().expect("tempdir");
-        let batch = dir.path().join("flood");
-        let mut lines: Vec<String> = (0..1500)
-            .map(|i| {
-                format!(
-                    "route add 198.18.{}.{}/32 dev prim0 table 100",
-                    i / 250,
-                    i % 250
-                )
-            })
-            .collect();
+        let route = |verb: &str, i: usize| {
+            format!(
+                "route {verb} 198.18.{}.{}/32 dev prim0 table 100",
+                i / 250,
+                i % 250
+            )
+        };
+        let adds = dir.path().join("adds");
+        let adds_text: Vec<String> = (0..1500).map(|i| route("add", i)).collect();
+        std::fs::write(&adds, adds_text.join("\n") + "\n").expect("batch file");
+        ip(&["-batch", adds.to_str().expect("utf-8 path")]);
+        let flood = dir.path().join("flood");
+        let mut lines: Vec<String> = (0..1500).map(|i| route("del", i)).collect();
         lines.insert(700, "address del 10.0.6.6/32 dev eni6".into());
-        std::fs::write(&batch, lines.join("\n") + "\n").expect("batch file");
-        ip(&["-batch", batch.to_str().expect("utf-8 path")]);
+        std::fs::write(&flood, lines.join("\n") + "\n").expect("batch file");
+        ip(&["-batch", flood.to_str().expect("utf-8 path")]);
 
         run.wait_for("Resynced{overrun}", |e| {
             *e == ConvergeEvent::Resynced { reason: "overrun" }
@@ -361,7 +367,13 @@ fn netns_watch_ignores_stacked_devices_sharing_the_mac() {
             let (mut conv, handle) = Converger::new(cfg()).expect("converger");
             conv.manage(plan.clone()).expect("no conflict");
             let mut run = start(conv, handle);
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The converger answers a status only after its start dump has
+            // seen the macvlan and the bridge.
+            let st = run.handle.status().await.expect("status");
+            assert_eq!(
+                st["eni-test8"].ifindex, None,
+                "bound to a macvlan or bridge"
+            );
             assert!(
                 !matches!(run.events.try_recv(), Ok(ConvergeEvent::Bound { .. })),
                 "bound to a macvlan or bridge"

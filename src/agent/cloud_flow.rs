@@ -7,7 +7,9 @@
 //! runs concurrently and never waits for a poll tick.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::backoff::Poll;
 
 use crate::cloud::ecs::{
     AttachNetworkInterface, DescribeNetworkInterfaceAttribute, DetachNetworkInterface, EniStatus,
@@ -111,6 +113,15 @@ pub enum AttachError {
         vswitch: String,
     },
     #[error(
+        "{eni_id} does not exist in region {region} (InvalidEniId.NotFound, RequestId {request_id}); check the ENI \
+         id and the region (api.region in the configuration)"
+    )]
+    NotFound {
+        eni_id: String,
+        region: String,
+        request_id: String,
+    },
+    #[error(
         "timed out after {waited:?} waiting for {eni_id} to become {wanted}; last status {last}"
     )]
     Timeout {
@@ -138,14 +149,24 @@ pub enum Readiness {
 }
 
 /// The ENI as it stands, with the RequestId of the Describe.
+/// An ENI that does not exist is [`AttachError::NotFound`], naming the id
+/// and the region.
 pub async fn describe(
     client: &EcsClient,
     eni_id: &str,
-) -> Result<(NetworkInterface, String), CloudError> {
-    let r = client
+) -> Result<(NetworkInterface, String), AttachError> {
+    match client
         .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new(eni_id))
-        .await?;
-    Ok((r.body, r.request_id))
+        .await
+    {
+        Ok(r) => Ok((r.body, r.request_id)),
+        Err(e) if e.code() == Some("InvalidEniId.NotFound") => Err(AttachError::NotFound {
+            eni_id: eni_id.to_owned(),
+            region: client.region().to_owned(),
+            request_id: e.api().map(|a| a.request_id.clone()).unwrap_or_default(),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads the ENI and brings it to Available or attached-here: waits out
@@ -156,8 +177,7 @@ pub async fn prepare(
     target: &AttachTarget,
     poll: PollPolicy,
 ) -> Result<Readiness, AttachError> {
-    let started = Instant::now();
-    let mut delay = poll.first;
+    let mut schedule = Poll::new(poll.first, poll.cap, poll.timeout);
     loop {
         let (ni, _request_id) = describe(client, &target.eni_id).await?;
         check_placement(target, &ni)?;
@@ -191,16 +211,14 @@ pub async fn prepare(
                 });
             }
         }
-        if started.elapsed() + delay > poll.timeout {
+        if !schedule.wait().await {
             return Err(AttachError::Timeout {
                 eni_id: target.eni_id.clone(),
                 wanted: "Available or InUse here",
                 last: ni.status.to_string(),
-                waited: started.elapsed(),
+                waited: schedule.elapsed(),
             });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll.cap);
     }
 }
 
@@ -296,10 +314,9 @@ pub async fn poll_in_use(
     attach_request_id: &str,
     poll: PollPolicy,
 ) -> Result<(NetworkInterface, String), AttachError> {
-    let started = Instant::now();
-    let mut delay = poll.first;
-    loop {
-        tokio::time::sleep(delay).await;
+    let mut schedule = Poll::new(poll.first, poll.cap, poll.timeout);
+    let mut last = "Attaching (not described since the attach)".to_owned();
+    while schedule.wait().await {
         let (ni, request_id) = describe(client, &target.eni_id).await?;
         match &ni.status {
             EniStatus::InUse if ni.attached_instance() == Some(target.instance_id.as_str()) => {
@@ -325,16 +342,14 @@ pub async fn poll_in_use(
             }
             _ => {}
         }
-        if started.elapsed() + delay > poll.timeout {
-            return Err(AttachError::Timeout {
-                eni_id: target.eni_id.clone(),
-                wanted: "InUse",
-                last: ni.status.to_string(),
-                waited: started.elapsed(),
-            });
-        }
-        delay = (delay * 2).min(poll.cap);
+        last = ni.status.to_string();
     }
+    Err(AttachError::Timeout {
+        eni_id: target.eni_id.clone(),
+        wanted: "InUse",
+        last,
+        waited: schedule.elapsed(),
+    })
 }
 
 /// DetachNetworkInterface from `instance_id`, then wait for Available.
@@ -349,8 +364,7 @@ pub async fn detach(
         instance_id: instance_id.to_owned(),
     };
     let poll = PollPolicy::default();
-    let started = Instant::now();
-    let mut delay = poll.first;
+    let mut schedule = Poll::new(poll.first, poll.cap, poll.timeout);
     loop {
         match client.detach_network_interface(&request).await {
             Ok(_) => break,
@@ -359,11 +373,9 @@ pub async fn detach(
             // detach. Detaching already, or not attached: wait below.
             Err(e) if e.class() == ErrorClass::WaitForState => {
                 let (ni, _) = describe(client, eni_id).await?;
-                if ni.status != EniStatus::Attaching || started.elapsed() + delay > poll.timeout {
+                if ni.status != EniStatus::Attaching || !schedule.wait().await {
                     break;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(poll.cap);
             }
             Err(e) if e.code() == Some("InvalidEniId.NotFound") => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -378,22 +390,19 @@ pub async fn wait_available(
     eni_id: &str,
     poll: PollPolicy,
 ) -> Result<(), AttachError> {
-    let started = Instant::now();
-    let mut delay = poll.first;
+    let mut schedule = Poll::new(poll.first, poll.cap, poll.timeout);
     loop {
         let (ni, _) = describe(client, eni_id).await?;
         if ni.status == EniStatus::Available {
             return Ok(());
         }
-        if started.elapsed() + delay > poll.timeout {
+        if !schedule.wait().await {
             return Err(AttachError::Timeout {
                 eni_id: eni_id.to_owned(),
                 wanted: "Available",
                 last: ni.status.to_string(),
-                waited: started.elapsed(),
+                waited: schedule.elapsed(),
             });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(poll.cap);
     }
 }

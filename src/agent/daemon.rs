@@ -151,7 +151,11 @@ fn resume_detaches(ctx: &Arc<Context>, workers: &BTreeMap<String, Worker>) {
         }
     };
     for r in records {
-        if r.intent != crate::state::Intent::Detach || workers.contains_key(&r.eni_id) {
+        // A failed detach (refused by the API) is over: never resumed.
+        if r.intent != crate::state::Intent::Detach
+            || r.progress == crate::state::Progress::Failed
+            || workers.contains_key(&r.eni_id)
+        {
             continue;
         }
         let ctx = ctx.clone();

@@ -3,6 +3,7 @@
 //! - [`cloud_flow`]: the ECS side (describe, local checks, takeover, attach,
 //!   InUse confirmation, detach);
 //! - [`facts`]: ECS and metadata answers → the planner's inputs;
+//! - [`planning`]: facts + vSwitch facts + table → the plan (one pipeline);
 //! - [`worker`]: one ENI from Describe to configured;
 //! - [`teardown`]: unconfigure and detach;
 //! - [`daemon`]: `eni-agent run`;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod facts;
+pub mod planning;
 pub mod teardown;
 pub mod timeline;
 pub mod worker;

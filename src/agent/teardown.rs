@@ -24,13 +24,29 @@ pub struct Teardown {
     pub detached: bool,
 }
 
-/// Unconfigures and detaches `eni_id`.
+/// Unconfigures and detaches `eni_id`. A permanent failure (the API refuses
+/// the detach, the ENI does not exist) ends the intent: the record says
+/// Detach/Failed with the error, and no daemon start resumes it; a transient
+/// one (a timeout, throttling) leaves it to be resumed.
 pub async fn teardown(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerError> {
     ctx.store.update(eni_id, &ctx.identity.instance_id, |r| {
         r.intent = Intent::Detach;
         r.progress = Progress::DetachRequested;
+        r.last_error = None;
     })?;
+    let result = unconfigure_and_detach(ctx, eni_id).await;
+    if let Err(e) = &result {
+        if !e.is_transient() {
+            ctx.store.update(eni_id, &ctx.identity.instance_id, |r| {
+                r.progress = Progress::Failed;
+                r.last_error = Some(e.to_string());
+            })?;
+        }
+    }
+    result
+}
 
+async fn unconfigure_and_detach(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerError> {
     let (ni, _) = cloud_flow::describe(&ctx.ecs, eni_id).await?;
     let removed = match ctx.converger.release(eni_id).await {
         Ok(ops) => ops,

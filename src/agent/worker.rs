@@ -10,16 +10,16 @@ use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
 use super::cloud_flow::{self, AttachError, AttachTarget, Confirmation, PollPolicy, Readiness};
-use super::context::{Context, foreign_tables};
+use super::context::Context;
 use super::facts::{self, FactsError};
+use super::planning::{self, PlanningError, Subnets, TablePolicy};
 use super::timeline::{Phase, Timeline};
 use crate::apply::{ConvergeError, ConvergeEvent};
 use crate::cloud::ecs::NetworkInterface;
 use crate::cloud::{CloudError, ErrorClass};
 use crate::config::EniConfig;
 use crate::mac::MacAddr;
-use crate::metadata::MetadataError;
-use crate::plan::{self, EniFacts, Plan, PlanError};
+use crate::plan::{EniFacts, Plan};
 use crate::state::{Intent, Progress, StateError};
 
 /// Why an ENI could not be brought up.
@@ -30,21 +30,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Facts(#[from] FactsError),
     #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error("{eni_id}: {source}")]
-    Metadata {
-        eni_id: String,
-        #[source]
-        source: MetadataError,
-    },
-    #[error(
-        "{eni_id}: the metadata service has no vSwitch facts (gateway, CIDR) for MAC {mac} after {waited:?}; it usually lags the attach by seconds — check the metadata service"
-    )]
-    SubnetFactsMissing {
-        eni_id: String,
-        mac: MacAddr,
-        waited: Duration,
-    },
+    Planning(#[from] PlanningError),
     #[error("{eni_id}: routing table: {source}")]
     Tables {
         eni_id: String,
@@ -82,16 +68,17 @@ impl WorkerError {
         match self {
             Self::Attach(AttachError::Cloud(e)) => e.class() != ErrorClass::Permanent,
             Self::Attach(e) => e.is_timeout(),
-            Self::Metadata { source, .. } => source.is_transient(),
-            Self::SubnetFactsMissing { .. } | Self::Timeout { .. } | Self::Netlink { .. } => true,
+            Self::Planning(e) => e.is_transient(),
+            Self::Timeout { .. } | Self::Netlink { .. } => true,
             _ => false,
         }
     }
 
     /// True for a timeout (exit code 2 of the one-shot).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::SubnetFactsMissing { .. })
+        matches!(self, Self::Timeout { .. })
             || matches!(self, Self::Attach(e) if e.is_timeout())
+            || matches!(self, Self::Planning(e) if e.is_timeout())
     }
 }
 
@@ -166,8 +153,14 @@ pub async fn bring_up(
             // When another NIC of this instance sits in the same vSwitch, its
             // metadata already has the gateway and CIDR: plan now and let the
             // converger configure the NIC the moment it appears.
-            if let Some(subnet) = sibling_subnet(ctx, &ni.vswitch_id, &eni_facts).await {
-                let plan = plan_with(ctx, entry, &eni_facts, &subnet).await?;
+            if let Some(subnet) = subnets(ctx).from_sibling(&ni.vswitch_id, &eni_facts).await {
+                let (plan, _) = planning::plan(
+                    &TablePolicy::Allocate(&ctx.tables),
+                    entry,
+                    &eni_facts,
+                    &subnet,
+                )
+                .await?;
                 manage(ctx, &plan).await?;
                 early_plan = Some(plan);
             }
@@ -234,15 +227,18 @@ pub async fn bring_up(
                 timeline: tl.clone(),
             })
         }
+        // The waits inside share the command's deadline; one that ends
+        // with it is the same timeout, told once, with the phases.
+        Ok(Err(e)) if e.is_timeout() => Err(WorkerError::Timeout {
+            eni_id: eni_id.to_owned(),
+            timeout: ctx.agent.attach_timeout,
+            last: format!("{}; {e}", last_phase(&tl)),
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(WorkerError::Timeout {
             eni_id: eni_id.to_owned(),
             timeout: ctx.agent.attach_timeout,
-            last: if tl.marks().is_empty() {
-                "not described yet".into()
-            } else {
-                tl.to_string()
-            },
+            last: last_phase(&tl),
         }),
     };
     let saved = ctx.store.update(eni_id, instance, |r| {
@@ -271,6 +267,15 @@ pub async fn bring_up(
     result
 }
 
+/// The phases reached, for a timeout message.
+fn last_phase(tl: &Timeline) -> String {
+    if tl.marks().is_empty() {
+        "not described yet".into()
+    } else {
+        tl.to_string()
+    }
+}
+
 /// Hands `plan` to the converger.
 async fn manage(ctx: &Context, plan: &Plan) -> Result<(), WorkerError> {
     ctx.converger
@@ -282,6 +287,14 @@ async fn manage(ctx: &Context, plan: &Plan) -> Result<(), WorkerError> {
         })
 }
 
+/// The vSwitch facts of this process: the metadata client and its cache.
+fn subnets(ctx: &Context) -> Subnets<'_> {
+    Subnets {
+        metadata: &ctx.metadata,
+        cache: &ctx.subnets,
+    }
+}
+
 /// Waits for the metadata service's vSwitch facts of the ENI's MAC (they lag
 /// the attach), allocates the table and plans.
 pub async fn make_plan(
@@ -289,129 +302,10 @@ pub async fn make_plan(
     entry: &EniConfig,
     eni: &EniFacts,
 ) -> Result<Plan, WorkerError> {
-    let subnet = wait_subnet_facts(ctx, eni).await?;
-    plan_with(ctx, entry, eni, &subnet).await
-}
-
-/// Allocates (or reuses) the ENI's table and plans with known vSwitch facts.
-async fn plan_with(
-    ctx: &Context,
-    entry: &EniConfig,
-    eni: &EniFacts,
-    subnet: &plan::SubnetFacts,
-) -> Result<Plan, WorkerError> {
-    let table = match entry.table {
-        Some(t) => t,
-        None => {
-            let mut tables = ctx.tables.lock().await;
-            match tables.get(&eni.eni_id) {
-                Some(t) => t,
-                None => {
-                    let in_use = foreign_tables()
-                        .await
-                        .map_err(|source| WorkerError::Netlink {
-                            eni_id: eni.eni_id.clone(),
-                            source,
-                        })?;
-                    let allocation = tables.allocate(&eni.eni_id, &in_use).map_err(|source| {
-                        WorkerError::Tables {
-                            eni_id: eni.eni_id.clone(),
-                            source,
-                        }
-                    })?;
-                    if !allocation.skipped_foreign.is_empty() {
-                        warn!(eni = %eni.eni_id, skipped = ?allocation.skipped_foreign, "routing tables in use by others were skipped");
-                    }
-                    allocation.table
-                }
-            }
-        }
-    };
-    Ok(plan::plan(eni, subnet, &entry.options(), table)?)
-}
-
-/// The facts of `vswitch_id` from another NIC of this instance in the same
-/// vSwitch (usually the primary), if the metadata service has them.
-async fn sibling_subnet(
-    ctx: &Context,
-    vswitch_id: &str,
-    eni: &EniFacts,
-) -> Option<plan::SubnetFacts> {
-    if vswitch_id.is_empty() {
-        return None;
-    }
-    if let Some(s) = ctx.subnets.lock().await.get(vswitch_id) {
-        return Some(s.clone()).filter(|s| eni.ipv6.is_empty() || s.ipv6_gateway.is_some());
-    }
-    let own = MacAddr(eni.mac.0);
-    for mac in ctx
-        .metadata
-        .macs()
-        .await
-        .ok()?
-        .into_iter()
-        .filter(|m| *m != own)
-    {
-        let Ok(md) = ctx.metadata.interface(mac).await else {
-            continue;
-        };
-        if md.vswitch_id.as_deref() != Some(vswitch_id) || facts::ipv6_facts_missing(eni, &md) {
-            continue;
-        }
-        if let Some(subnet) = facts::subnet_facts(&md) {
-            ctx.subnets
-                .lock()
-                .await
-                .insert(vswitch_id.to_owned(), subnet.clone());
-            return Some(subnet);
-        }
-    }
-    None
-}
-
-async fn wait_subnet_facts(
-    ctx: &Context,
-    eni: &EniFacts,
-) -> Result<plan::SubnetFacts, WorkerError> {
-    let mac = MacAddr(eni.mac.0);
-    let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let md = match ctx.metadata.interface(mac).await {
-            Ok(md) => md,
-            // A flaky metadata service (429/5xx beyond the client's own
-            // retries) is waited out like lagging facts, within the timeout.
-            Err(source)
-                if source.is_transient()
-                    && started.elapsed() + delay <= ctx.agent.attach_timeout =>
-            {
-                warn!(eni = %eni.eni_id, error = %source, "metadata service error; trying again");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-                continue;
-            }
-            Err(source) => {
-                return Err(WorkerError::Metadata {
-                    eni_id: eni.eni_id.clone(),
-                    source,
-                });
-            }
-        };
-        if let Some(subnet) = facts::subnet_facts(&md) {
-            if !facts::ipv6_facts_missing(eni, &md) || started.elapsed() > Duration::from_secs(10) {
-                return Ok(subnet);
-            }
-        }
-        if started.elapsed() + delay > ctx.agent.attach_timeout {
-            return Err(WorkerError::SubnetFactsMissing {
-                eni_id: eni.eni_id.clone(),
-                mac,
-                waited: started.elapsed(),
-            });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
-    }
+    let subnet = subnets(ctx).wait_own(eni, ctx.agent.attach_timeout).await?;
+    let (plan, _) =
+        planning::plan(&TablePolicy::Allocate(&ctx.tables), entry, eni, &subnet).await?;
+    Ok(plan)
 }
 
 /// Waits for the converger to report the ENI configured; returns its ifindex

@@ -261,7 +261,7 @@ fn foreign_rules_in_the_way_are_reported() {
     obs.rules.push(foreign(&all_main));
     let w = super::diff::rules_in_the_way(&p, &obs);
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("1000: from all lookup 254"), "{w:?}");
+    assert!(w[0].contains("priority 1000 from all lookup 254"), "{w:?}");
 }
 
 mod properties {

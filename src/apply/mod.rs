@@ -336,8 +336,10 @@ impl Reconciler {
             if gone.iter().any(|g| g.addr == a.addr) {
                 addr_del(&self.handle, &a).await?;
                 done.push(format!(
-                    "ip address del {}/{} dev if{index}",
-                    a.addr, a.prefix_len
+                    "ip address del {}/{} dev {}",
+                    a.addr,
+                    a.prefix_len,
+                    netlink::dev(index)
                 ));
             }
         }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use super::{Cli, EXIT_FAILURE, EXIT_TIMEOUT, load_config};
 use crate::agent::context::Context;
-use crate::agent::{cloud_flow, daemon, facts, teardown, worker};
+use crate::agent::{cloud_flow, daemon, facts, planning, teardown, worker};
 use crate::apply::{Converger, ConvergerConfig, ConvergerHandle};
 use crate::config::Config;
-use crate::mac::MacAddr;
 use crate::state::StateStore;
 
 /// An error with the exit code it maps to.
@@ -133,6 +132,43 @@ pub async fn detach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
     Ok(())
 }
 
+/// How long `forget` waits while another one-shot holds the lock.
+const FORGET_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// `eni-agent forget ENI_ID`: removes the ENI's state record and nothing
+/// else — no kernel object, no API call; its table stays reserved so that a
+/// later attach of the ENI reuses it. Takes the one-shot lock without
+/// waiting for a daemon, so it refuses while the daemon runs.
+pub async fn forget(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
+    let config = load_config(cli).map_err(Failure::permanent)?;
+    let dir = &config.agent.state_dir;
+    let store = if dir.exists() {
+        StateStore::open(dir).map_err(Failure::permanent)?
+    } else {
+        return Err(Failure::permanent(format!(
+            "{eni_id}: no record to forget (no state in {})",
+            dir.display()
+        )));
+    };
+    let _lock = store.lock_one_shot(FORGET_LOCK_WAIT).await.map_err(|e| {
+        Failure::permanent(format!(
+            "{e}; `forget` changes the state only while no daemon runs"
+        ))
+    })?;
+    let Some(record) = store.load(eni_id).map_err(Failure::permanent)? else {
+        return Err(Failure::permanent(format!(
+            "{eni_id}: no record to forget in {}",
+            store.dir().display()
+        )));
+    };
+    store.remove(eni_id).map_err(Failure::permanent)?;
+    println!(
+        "{eni_id}: record forgotten (was {:?}/{:?}); nothing changed in the kernel or the cloud",
+        record.intent, record.progress
+    );
+    Ok(())
+}
+
 /// What the kernel has for a managed NIC right now.
 #[derive(Debug, Default, serde::Serialize)]
 struct Live {
@@ -176,7 +212,17 @@ async fn live(handle: &rtnetlink::Handle, ifindex: u32) -> Option<Live> {
 /// for each NIC now.
 pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     let config = load_config(cli).map_err(Failure::permanent)?;
-    let store = StateStore::open(&config.agent.state_dir).map_err(Failure::permanent)?;
+    let dir = &config.agent.state_dir;
+    // Reading must not create the state directory.
+    if !dir.exists() {
+        if json {
+            println!("[]");
+        } else {
+            println!("no ENI managed (no state in {})", dir.display());
+        }
+        return Ok(());
+    }
+    let store = StateStore::open(dir).map_err(Failure::permanent)?;
     let records = store.load_all().map_err(Failure::permanent)?;
     let handle = crate::netlink::connect().ok();
     let mut rows = Vec::new();
@@ -260,8 +306,11 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `eni-agent plan ENI_ID`: what would be done; changes nothing.
-pub async fn plan(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
+/// `eni-agent plan ENI_ID [--full]`: what would change in the kernel to
+/// configure the ENI (the diff against what is there; nothing on an ENI
+/// already configured), or with `full` the whole desired state. Changes
+/// nothing, allocates nothing.
+pub async fn plan(cli: &Cli, eni_id: &str, full: bool) -> Result<(), Failure> {
     let config = load_config(cli).map_err(Failure::permanent)?;
     let metadata = super::metadata_client(&config).map_err(Failure::permanent)?;
     let client = super::ecs_client(&config, metadata.clone())
@@ -271,52 +320,83 @@ pub async fn plan(cli: &Cli, eni_id: &str) -> Result<(), Failure> {
         .await
         .map_err(Failure::permanent)?;
     let eni = facts::eni_facts(&ni).map_err(Failure::permanent)?;
-    let md = metadata
-        .interface(MacAddr(eni.mac.0))
+    let cache = tokio::sync::Mutex::default();
+    let subnets = planning::Subnets {
+        metadata: &metadata,
+        cache: &cache,
+    };
+    let subnet = subnets
+        .now(&ni.vswitch_id, &eni)
         .await
         .map_err(Failure::permanent)?;
-    let subnet = facts::subnet_facts(&md).ok_or_else(|| {
-        Failure::permanent(format!(
-            "the metadata service has no vSwitch facts (gateway, CIDR) for {} yet: they appear once the ENI is attached \
-             to this instance (status now {})",
-            eni.mac, ni.status
-        ))
-    })?;
     let entry = config.entry_for(eni_id);
-    let store = StateStore::open(&config.agent.state_dir).ok();
-    let allocated = store.as_ref().and_then(|s| {
-        crate::tables::TableAllocator::load(
-            s.tables_path(),
-            config.agent.table_min..=config.agent.table_max,
-        )
-        .ok()
-        .and_then(|t| t.get(eni_id))
-    });
-    let table = entry.table.or(allocated).unwrap_or(config.agent.table_min);
-    let plan =
-        crate::plan::plan(&eni, &subnet, &entry.options(), table).map_err(Failure::permanent)?;
-    let dev = match crate::netlink::connect() {
-        Ok(handle) => crate::netlink::link_list(&handle)
-            .await
-            .ok()
-            .and_then(|links| {
-                links
-                    .into_iter()
-                    .find(|l| l.is_nic_with_mac(eni.mac))
-                    .map(|l| l.name)
-            }),
-        Err(_) => None,
+    // Read the allocation without creating the state directory or a file.
+    let tables_path = config.agent.state_dir.join("tables.json");
+    let allocated = crate::tables::TableAllocator::load(
+        tables_path,
+        config.agent.table_min..=config.agent.table_max,
+    )
+    .map_err(Failure::permanent)?
+    .get(eni_id);
+    let policy = planning::TablePolicy::Look {
+        allocated,
+        provisional: config.agent.table_min,
     };
+    let (plan, choice) = planning::plan(&policy, &entry, &eni, &subnet)
+        .await
+        .map_err(Failure::permanent)?;
     println!(
         "# DescribeNetworkInterfaceAttribute RequestId {request_id}; status {}",
         ni.status
     );
-    if allocated.is_none() && entry.table.is_none() {
-        println!(
-            "# table {table} is the first of the range; the real one is allocated at attach time"
-        );
+    if let planning::TableChoice::Provisional(t) = choice {
+        println!("# table {t} is the first of the range; the real one is allocated at attach time");
     }
-    print!("{}", plan.with_dev(dev.as_deref().unwrap_or("$DEV")));
+    let nic = match crate::netlink::connect() {
+        Ok(handle) => crate::netlink::link_list(&handle)
+            .await
+            .ok()
+            .and_then(|links| links.into_iter().find(|l| l.is_nic_with_mac(eni.mac))),
+        Err(_) => None,
+    };
+    let nic = match nic {
+        Some(nic) if !full => nic,
+        nic => {
+            if nic.is_none() {
+                println!(
+                    "# no NIC with MAC {} in this instance yet: all of it would be added",
+                    eni.mac
+                );
+            }
+            let dev = nic.map_or_else(|| "$DEV".to_owned(), |l| l.name);
+            print!("{}", plan.with_dev(&dev));
+            return Ok(());
+        }
+    };
+    let reconciler = crate::apply::Reconciler::connect().map_err(|e| {
+        Failure::permanent(format!("cannot open rtnetlink (is this run as root?): {e}"))
+    })?;
+    let observed = reconciler
+        .observe(&plan, nic.index)
+        .await
+        .map_err(Failure::permanent)?;
+    let ops = crate::apply::diff(&plan, &observed).map_err(|foreign| {
+        Failure::permanent(format!(
+            "table {} holds objects eni-agent does not own ({}); choose another table (table = N) or remove them",
+            plan.table,
+            foreign.0.join("; ")
+        ))
+    })?;
+    println!(
+        "# {} change{} on {} (ifindex {}); --full prints the whole desired state",
+        ops.len(),
+        if ops.len() == 1 { "" } else { "s" },
+        nic.name,
+        nic.index
+    );
+    for op in &ops {
+        println!("{}", crate::apply::OpCmd(op, &nic.name));
+    }
     Ok(())
 }
 
@@ -325,7 +405,7 @@ pub fn exit(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("eni-agent: {}", f.message);
+            eprintln!("eni-agent: {}", super::one_line(&f.message));
             ExitCode::from(f.code)
         }
     }

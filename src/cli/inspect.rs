@@ -1,22 +1,20 @@
 //! Read-only commands for operators: what ECS and the metadata service say.
 
 use super::{Cli, ecs_client, load_config, metadata_client};
-use crate::cloud::ecs::{DescribeNetworkInterfaceAttribute, NetworkInterface};
+use crate::cloud::ecs::NetworkInterface;
 
 /// `eni-agent describe ENI_ID`.
 pub async fn describe(cli: &Cli, eni_id: &str, json: bool) -> Result<(), String> {
     let config = load_config(cli)?;
     let metadata = metadata_client(&config)?;
     let client = ecs_client(&config, metadata).await?;
-    let response = client
-        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new(eni_id))
+    let (ni, request_id) = crate::agent::cloud_flow::describe(&client, eni_id)
         .await
         .map_err(|e| e.to_string())?;
-    let ni = &response.body;
     if json {
-        println!("{}", facts_json(ni, &response.request_id));
+        println!("{}", facts_json(&ni, &request_id));
     } else {
-        print!("{}", facts_text(ni, &response.request_id));
+        print!("{}", facts_text(&ni, &request_id));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `main.rs` only parses, sets up logging and maps the outcome to an exit code.
 
 mod agent_cmds;
+mod check;
 mod inspect;
 
 use std::path::PathBuf;
@@ -59,26 +60,42 @@ pub enum Command {
     /// One-shot (cloud-init): attach ENI_ID, configure it, exit 0 once configured
     /// (1: permanent error, 2: timeout, 64: bad usage).
     Attach {
+        /// The ENI id (eni-...).
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = check::parse_timeout)]
         timeout: Option<std::time::Duration>,
     },
     /// Remove the agent's configuration of ENI_ID, detach it and wait until it is Available
     /// (1: permanent error, 2: timeout; a rerun resumes an interrupted detach).
     Detach {
+        /// The ENI id (eni-...).
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = check::parse_timeout)]
         timeout: Option<std::time::Duration>,
     },
     /// Each managed ENI: state, interface, table, last phase timings, last error.
     Status {
+        /// Print the records (and what the kernel has for each NIC) as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Print the kernel operations that would configure ENI_ID; change nothing.
-    Plan { eni_id: String },
+    /// Drop the agent's record of ENI_ID (e.g. a detach the API refused); changes
+    /// nothing in the kernel or the cloud. Refused while the daemon runs: stop it first.
+    Forget {
+        /// The ENI id (eni-...).
+        eni_id: String,
+    },
+    /// Print the kernel operations that would configure ENI_ID: only what differs from
+    /// the kernel now (nothing on a configured ENI); change nothing.
+    Plan {
+        /// The ENI id (eni-...).
+        eni_id: String,
+        /// Print the whole desired state instead of what would change.
+        #[arg(long)]
+        full: bool,
+    },
     /// Show an ENI's facts as the ECS API reports them (DescribeNetworkInterfaceAttribute).
     Describe {
         /// The ENI id (eni-...).
@@ -89,7 +106,8 @@ pub enum Command {
     },
     /// Show what the instance metadata service reports: identity and every attached ENI.
     Metadata,
-    /// Check a configuration file (default: --config or /etc/eni-agent/config.toml) and print what it means.
+    /// Check a configuration file (default: --config or /etc/eni-agent/config.toml) and print
+    /// the effective configuration: every setting with its default resolved, and the credential chain.
     CheckConfig {
         /// The file to check.
         file: Option<PathBuf>,
@@ -107,61 +125,34 @@ pub async fn run(cli: Cli) -> ExitCode {
             return agent_cmds::exit(agent_cmds::detach(&cli, eni_id, *timeout).await);
         }
         Command::Status { json } => return agent_cmds::exit(agent_cmds::status(&cli, *json).await),
-        Command::Plan { eni_id } => return agent_cmds::exit(agent_cmds::plan(&cli, eni_id).await),
+        Command::Forget { eni_id } => {
+            return agent_cmds::exit(agent_cmds::forget(&cli, eni_id).await);
+        }
+        Command::Plan { eni_id, full } => {
+            return agent_cmds::exit(agent_cmds::plan(&cli, eni_id, *full).await);
+        }
         Command::Describe { eni_id, json } => inspect::describe(&cli, eni_id, *json).await,
         Command::Metadata => inspect::metadata(&cli).await,
-        Command::CheckConfig { file } => check_config(&cli, file.as_deref()),
+        Command::CheckConfig { file } => check::check_config(&cli, file.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eni-agent: {e}");
+            eprintln!("eni-agent: {}", one_line(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
-/// `eni-agent check-config [FILE]`: parse and validate, print a summary.
-fn check_config(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), String> {
-    let path = file
-        .or(cli.config.as_deref())
-        .unwrap_or(std::path::Path::new(DEFAULT_CONFIG));
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    println!("{}: valid", path.display());
-    println!(
-        "  api: region {}, endpoint {}, signature {:?}, {} attempts within {}",
-        config.api.region.as_deref().unwrap_or("(from metadata)"),
-        config
-            .api
-            .endpoint
-            .as_deref()
-            .unwrap_or("(default for the region)"),
-        config.api.signature,
-        config.api.retry.max_attempts,
-        humantime::format_duration(config.api.retry.deadline)
-    );
-    println!(
-        "  metadata: {}{}",
-        config
-            .metadata
-            .endpoint
-            .as_deref()
-            .unwrap_or(crate::metadata::DEFAULT_ENDPOINT),
-        if config.metadata.require_token {
-            ", token required"
-        } else {
-            ""
-        }
-    );
-    println!(
-        "  credentials: {}",
-        match (&config.credentials.file, &config.credentials.ram_role) {
-            (Some(f), _) => format!("environment, else file {}", f.display()),
-            (None, Some(r)) => format!("environment, else RAM role {r}"),
-            (None, None) => "environment, else the instance RAM role".to_owned(),
-        }
-    );
-    Ok(())
+/// An error message on one line: a server's multi-line text (a canonical
+/// request echoed back) must not spill over the terminal.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The configuration: the named file, else the default file if it exists,

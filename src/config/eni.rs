@@ -86,92 +86,144 @@ pub fn is_eni_id(id: &str) -> bool {
     })
 }
 
-/// Adds the line of `[[eni]]` entry #n to a message that names the entry.
-pub fn with_line(message: &str, text: &str) -> String {
-    let Some(n) = message
-        .strip_prefix("eni entry #")
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse::<usize>().ok())
-    else {
-        return message.to_owned();
-    };
-    let line = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.trim_start().starts_with("[[eni]]"))
-        .nth(n.saturating_sub(1))
-        .map(|(i, _)| i + 1);
-    match line {
-        Some(line) => message.replacen(
+/// An `[[eni]]` entry that cannot be used: which entry (1-based), the key
+/// at fault (`None`: the entry as a whole) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniError {
+    pub entry: usize,
+    pub key: Option<&'static str>,
+    pub message: String,
+}
+
+impl EniError {
+    fn new(entry: usize, key: Option<&'static str>, message: String) -> Self {
+        Self {
+            entry,
+            key,
+            message,
+        }
+    }
+
+    /// The message with the line of the key (else of the entry's header) in
+    /// `text`: "eni entry #2 (line 7): ...".
+    pub fn with_line(&self, text: &str) -> String {
+        let n = self.entry;
+        let lines: Vec<&str> = text.lines().collect();
+        let Some(header) = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with("[[eni]]"))
+            .nth(n.saturating_sub(1))
+            .map(|(i, _)| i)
+        else {
+            return self.message.clone();
+        };
+        let key_line = self.key.and_then(|key| {
+            lines[header + 1..]
+                .iter()
+                .take_while(|l| {
+                    let l = l.trim_start();
+                    !l.starts_with('[') || l.starts_with("[eni.")
+                })
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(key)
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+                .map(|i| header + 1 + i)
+        });
+        let line = key_line.unwrap_or(header) + 1;
+        self.message.replacen(
             &format!("eni entry #{n}"),
             &format!("eni entry #{n} (line {line})"),
             1,
-        ),
-        None => message.to_owned(),
+        )
     }
 }
 
 /// Checks the entries together.
-pub fn validate(entries: &[EniConfig], tables: RangeInclusive<u32>) -> Result<(), String> {
+pub fn validate(entries: &[EniConfig], tables: RangeInclusive<u32>) -> Result<(), EniError> {
     let mut ids = BTreeSet::new();
     let mut explicit_tables = BTreeSet::new();
     for (i, e) in entries.iter().enumerate() {
         let n = i + 1;
+        let err = |key, message| Err(EniError::new(n, key, message));
         match (&e.id, &e.tag) {
             (Some(_), Some(_)) => {
-                return Err(format!("eni entry #{n} has both id and tag; give one"));
+                return err(
+                    Some("tag"),
+                    format!("eni entry #{n} has both id and tag; give one"),
+                );
             }
             (None, None) => {
-                return Err(format!(
-                    "eni entry #{n} has neither id nor tag; add id = \"eni-...\""
-                ));
+                return err(
+                    None,
+                    format!("eni entry #{n} has neither id nor tag; add id = \"eni-...\""),
+                );
             }
             (Some(id), None) => {
                 if !is_eni_id(id) {
-                    return Err(format!(
-                        "eni entry #{n}: id {id:?} is not an ENI id (it looks like eni-bp1abc...)"
-                    ));
+                    return err(
+                        Some("id"),
+                        format!(
+                            "eni entry #{n}: id {id:?} is not an ENI id (it looks like eni-bp1abc...)"
+                        ),
+                    );
                 }
                 if !ids.insert(id.clone()) {
-                    return Err(format!("eni entry #{n}: {id} is listed twice"));
+                    return err(Some("id"), format!("eni entry #{n}: {id} is listed twice"));
                 }
             }
             (None, Some(tag)) => match tag.split_once('=') {
                 Some((k, _)) if !k.trim().is_empty() => {}
                 _ => {
-                    return Err(format!(
-                        "eni entry #{n}: tag {tag:?} must look like key=value"
-                    ));
+                    return err(
+                        Some("tag"),
+                        format!("eni entry #{n}: tag {tag:?} must look like key=value"),
+                    );
                 }
             },
         }
         if let Some(t) = e.table {
             if tables.contains(&t) {
-                return Err(format!(
-                    "eni entry #{n}: table {t} is inside the range the agent allocates from ({}..{}); pick one outside it",
-                    tables.start(),
-                    tables.end()
-                ));
+                return err(
+                    Some("table"),
+                    format!(
+                        "eni entry #{n}: table {t} is inside the range the agent allocates from ({}..{}); pick one outside it",
+                        tables.start(),
+                        tables.end()
+                    ),
+                );
             }
             if matches!(t, 0 | 253..=255) {
-                return Err(format!(
-                    "eni entry #{n}: table {t} is reserved (0 unspec, 253 default, 254 main, 255 local)"
-                ));
+                return err(
+                    Some("table"),
+                    format!(
+                        "eni entry #{n}: table {t} is reserved (0 unspec, 253 default, 254 main, 255 local)"
+                    ),
+                );
             }
             if !explicit_tables.insert(t) {
-                return Err(format!(
-                    "eni entry #{n}: table {t} is already used by another entry"
-                ));
+                return err(
+                    Some("table"),
+                    format!("eni entry #{n}: table {t} is already used by another entry"),
+                );
             }
         }
         if let Some(m) = e.mtu {
             if !(576..=65535).contains(&m) {
-                return Err(format!("eni entry #{n}: mtu {m} is outside 576..65535"));
+                return err(
+                    Some("mtu"),
+                    format!("eni entry #{n}: mtu {m} is outside 576..65535"),
+                );
             }
         }
         if let Some(q) = e.queues {
             if !(1..=2048).contains(&q) {
-                return Err(format!("eni entry #{n}: queues {q} is outside 1..2048"));
+                return err(
+                    Some("queues"),
+                    format!("eni entry #{n}: queues {q} is outside 1..2048"),
+                );
             }
         }
     }
@@ -232,6 +284,25 @@ mod tests {
         ] {
             let err = Config::from_toml(text, "t").expect_err(text).to_string();
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn entry_errors_point_at_the_keys_line() {
+        for (text, line) in [
+            ("[[eni]]\nid = \"eni-a\"\n\nmtu = 100\n", "line 4"),
+            (
+                "[agent]\n[[eni]]\nid = \"eni-a\"\n[[eni]]\nid = \"eni-b\"\n  queues = 0\n[eni.sysctl]\narp = false\n",
+                "eni entry #2 (line 6)",
+            ),
+            (
+                "[[eni]]\nid = \"eni-a\"\n[[eni]]\nqueues = 4\nid = \"x\"\n",
+                "(line 5)",
+            ),
+            ("[[eni]]\nmtu = 1500\n", "(line 1)"),
+        ] {
+            let err = Config::from_toml(text, "t").expect_err(text).to_string();
+            assert!(err.contains(line), "{text}: {err}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The configuration file (`/etc/eni-agent/config.toml`): the ECS API, the
-//! metadata service and the credentials. Every section and key is optional;
+//! metadata service, the credentials, the agent and its ENIs. Every section and key is optional;
 //! unknown keys and bad values are errors that name the key and its line.
 //!
 //! ```toml
@@ -28,8 +28,15 @@
 //!
 //! [agent]
 //! state_dir = "/var/lib/eni-agent"
-//! describe_interval = "60s"            # re-read each ENI's IPs (jittered)
+//! attach_timeout = "3m"                # one ENI's attach, first Describe to configured (1s..1d)
+//! describe_interval = "60s"            # re-read each ENI's IPs (jittered; 5s..1d)
 //! detach_on_remove = false             # SIGHUP: detach ENIs removed from this file
+//! manage_network_managers = true       # keep NetworkManager / systemd-networkd off our NICs
+//! table_min = 10001                    # routing tables the agent allocates from
+//! table_max = 10999
+//! instance_id = "i-bp1..."             # identity overrides; default: the metadata service
+//! zone_id = "cn-hangzhou-i"
+//! vpc_id = "vpc-bp1..."
 //!
 //! [[eni]]
 //! id = "eni-bp1..."                    # or: tag = "role=db" (every Available ENI so tagged in my zone)
@@ -40,6 +47,7 @@
 mod eni;
 
 mod duration;
+mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,7 +57,8 @@ use serde::Deserialize;
 use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
 
-pub use eni::{EniConfig, EniSelector, is_eni_id};
+pub use eni::{EniConfig, EniError, EniSelector, is_eni_id};
+pub use validate::check_url;
 
 /// Environment variable that overrides the ECS endpoint (any URL; http allowed).
 pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
@@ -237,6 +246,15 @@ pub struct CredentialsConfig {
     pub ram_role: Option<String>,
 }
 
+/// The longest duration any setting (or `--timeout`) accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Why [`Config::validate`] refused: a value, or an `[[eni]]` entry.
+enum Invalid {
+    Value(String),
+    Eni(eni::EniError),
+}
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -266,9 +284,12 @@ impl Config {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
+        config.validate().map_err(|invalid| ConfigError::Invalid {
             origin: origin.to_owned(),
-            message: eni::with_line(&message, text),
+            message: match invalid {
+                Invalid::Value(message) => message,
+                Invalid::Eni(e) => e.with_line(text),
+            },
         })?;
         Ok(config)
     }
@@ -283,77 +304,11 @@ impl Config {
     }
 
     /// Checks the values serde cannot.
-    fn validate(&self) -> Result<(), String> {
-        let r = &self.api.retry;
-        if r.max_attempts == 0 {
-            return Err("api.retry.max_attempts must be at least 1 (1 = no retries)".into());
-        }
-        if r.base_delay > r.max_delay {
-            return Err(format!(
-                "api.retry.base_delay ({}) is larger than api.retry.max_delay ({})",
-                humantime::format_duration(r.base_delay),
-                humantime::format_duration(r.max_delay)
-            ));
-        }
-        if r.throttle_base_delay > r.throttle_max_delay {
-            return Err(format!(
-                "api.retry.throttle_base_delay ({}) is larger than api.retry.throttle_max_delay ({})",
-                humantime::format_duration(r.throttle_base_delay),
-                humantime::format_duration(r.throttle_max_delay)
-            ));
-        }
-        let ttl = self.metadata.token_ttl.as_secs();
-        if !(1..=21600).contains(&ttl) {
-            return Err(format!(
-                "metadata.token_ttl must be between 1s and 6h (the service accepts 1..21600 seconds), got {}",
-                humantime::format_duration(self.metadata.token_ttl)
-            ));
-        }
+    fn validate(&self) -> Result<(), Invalid> {
+        self.validate_values().map_err(Invalid::Value)?;
         let a = &self.agent;
-        if a.table_min == 0 || a.table_min > a.table_max || a.table_max >= 0xFFFF_FF00 {
-            return Err(format!(
-                "agent.table_min ({}) .. agent.table_max ({}) is not a usable range of routing table numbers",
-                a.table_min, a.table_max
-            ));
-        }
-        if [253, 254, 255]
-            .iter()
-            .any(|t| (a.table_min..=a.table_max).contains(t))
-        {
-            return Err("agent.table_min .. agent.table_max includes a reserved table (253 default, 254 main, 255 local)".into());
-        }
-        if a.describe_interval < Duration::from_secs(5) {
-            return Err(
-                "agent.describe_interval must be at least 5s (the ECS API is rate limited)".into(),
-            );
-        }
-        eni::validate(&self.eni, a.table_min..=a.table_max)?;
-        for (key, value) in [
-            ("api.endpoint", &self.api.endpoint),
-            ("metadata.endpoint", &self.metadata.endpoint),
-        ] {
-            if let Some(url) = value {
-                check_url(url).map_err(|e| format!("{key} = {url:?} is not a usable URL: {e}"))?;
-            }
-        }
-        Ok(())
+        eni::validate(&self.eni, a.table_min..=a.table_max).map_err(Invalid::Eni)
     }
-}
-
-/// An endpoint must be an absolute http(s) URL without a path beyond `/`.
-pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
-    }
-    if parsed.host_str().is_none() {
-        return Err("it has no host".into());
-    }
-    if parsed.path() != "/" || parsed.query().is_some() {
-        return Err("it must not carry a path or query (the API path is always /)".into());
-    }
-    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -430,5 +385,21 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("max_attempts"), "{err}");
+        for (text, key) in [
+            ("[agent]\nattach_timeout = \"0s\"\n", "agent.attach_timeout"),
+            (
+                "[agent]\nattach_timeout = \"400days\"\n",
+                "agent.attach_timeout",
+            ),
+            ("[agent]\ndescribe_interval = \"1s\"\n", "rate limited"),
+            ("[api]\nrequest_timeout = \"0s\"\n", "api.request_timeout"),
+            ("[metadata]\ntimeout = \"0ms\"\n", "metadata.timeout"),
+        ] {
+            let err = Config::from_toml(text, "t").expect_err(text).to_string();
+            assert!(
+                err.contains(key) && err.contains("out of range"),
+                "{text}: {err}"
+            );
+        }
     }
 }

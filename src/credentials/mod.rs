@@ -1,7 +1,7 @@
 //! Where API credentials come from, in order: the environment
 //! (`ALIBABA_CLOUD_ACCESS_KEY_ID` + `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, optional
 //! `ALIBABA_CLOUD_SECURITY_TOKEN`), then a credentials file named in the
-//! configuration, then the instance RAM role from the metadata service,
+//! configuration (when it exists), then the instance RAM role from the metadata service,
 //! refreshed well before it expires. Secrets are [`Secret`]s: no log line,
 //! `Debug` output or error message can carry them.
 
@@ -112,18 +112,46 @@ impl CredentialProvider {
             });
         }
         if let Some(path) = &config.file {
-            let profile = config.profile.as_deref().unwrap_or("default");
-            let credentials = file::load(path, profile)?;
-            return Ok(Self::Static {
-                credentials,
-                origin: format!("credentials file {} [{profile}]", path.display()),
-            });
+            // An absent file passes the turn to the RAM role; a file that is
+            // there but unreadable, too open or malformed is an error.
+            let absent = matches!(std::fs::symlink_metadata(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+            if absent {
+                tracing::debug!(path = %path.display(), "no credentials file; trying the RAM role");
+            } else {
+                let profile = config.profile.as_deref().unwrap_or("default");
+                let credentials = file::load(path, profile)?;
+                return Ok(Self::Static {
+                    credentials,
+                    origin: format!("credentials file {} [{profile}]", path.display()),
+                });
+            }
         }
         Ok(Self::RamRole(Arc::new(RamRoleProvider::new(
             metadata,
             config.ram_role.clone(),
         ))))
     }
+}
+
+/// The chain `config` selects, in the order it is tried, for people
+/// (`check-config`).
+pub fn chain(config: &CredentialsConfig) -> Vec<String> {
+    let mut out = vec![format!(
+        "the environment ({ENV_ACCESS_KEY_ID} + {ENV_ACCESS_KEY_SECRET}), when set"
+    )];
+    if let Some(path) = &config.file {
+        out.push(format!(
+            "the file {} [{}], when it exists",
+            path.display(),
+            config.profile.as_deref().unwrap_or("default")
+        ));
+    }
+    out.push(match &config.ram_role {
+        Some(role) => format!("the instance RAM role {role}"),
+        None => "the instance RAM role (the one the metadata service lists)".to_owned(),
+    });
+    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Credentials, CredentialsError};
 use crate::metadata::MetadataClient;
@@ -77,9 +77,18 @@ impl RamRoleProvider {
         };
         match self.fetch(&role).await {
             Ok(fresh) => {
-                info!(role = %role, access_key_id = %fresh.access_key_id,
-                      expires = ?fresh.expiration.map(humantime::format_rfc3339_seconds).map(|t| t.to_string()),
-                      "RAM role credentials refreshed");
+                let expires = fresh
+                    .expiration
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+                // The first fetch is routine (every one-shot makes it); only
+                // a refresh of expiring credentials is worth a line.
+                if cache.1.is_some() {
+                    info!(role = %role, access_key_id = %fresh.access_key_id, expires = ?expires,
+                          "RAM role credentials refreshed");
+                } else {
+                    debug!(role = %role, access_key_id = %fresh.access_key_id, expires = ?expires,
+                           "RAM role credentials fetched");
+                }
                 *cache = (Some(role), Some(fresh.clone()));
                 Ok(fresh)
             }

@@ -114,7 +114,12 @@ pub(crate) async fn collect<T>(
         .map_err(|e| NetlinkError::request(cmd, e))
 }
 
-/// `dev` as printed in error messages: the ifindex, since names change.
+/// `dev` as printed in messages and `ip` commands: the link's name as it is
+/// now, else (the link is gone) `if<index>`.
 pub(crate) fn dev(index: u32) -> String {
-    format!("if{index}")
+    nix::net::if_::if_indextoname(index)
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("if{index}"))
 }

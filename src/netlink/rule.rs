@@ -103,9 +103,12 @@ impl Rule {
 
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: ", self.priority)?;
+        // `ip rule` syntax: `priority N`, and a source that tells the
+        // family (`ip rule del` reads IPv4 unless told otherwise).
+        write!(f, "priority {} ", self.priority)?;
         match self.src {
             Some(s) => write!(f, "from {s}")?,
+            None if self.ipv6 => f.write_str("from ::/0")?,
             None => f.write_str("from all")?,
         }
         write!(f, " lookup {}", self.table)?;
