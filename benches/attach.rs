@@ -1,4 +1,4 @@
-//! Benchmark 2 of issue 7: attach end to end against the emulator.
+//! Benchmark 2 in BENCHMARKS.md: attach end to end against the emulator.
 //!
 //! Each run: a fresh named namespace, a fresh `ecs-emulator` hot-plugging
 //! into it with `attach_delay_ms = D` (default 500; the NIC appears at InUse,

@@ -1,4 +1,4 @@
-//! Benchmark 5 of issue 7: a boot storm.
+//! Benchmark 5 in BENCHMARKS.md: a boot storm.
 //!
 //! N emulated instances (default 200), each its own named namespace
 //! (`ip netns add ebstorm-K`), served by ONE `ecs-emulator` (in its own

@@ -1,4 +1,4 @@
-//! Benchmark 3 of issue 7: footprint.
+//! Benchmark 3 in BENCHMARKS.md: footprint.
 //!
 //! - the stripped release binary's size (goal ≤ 6 MB);
 //! - the RSS of `eni-agent run` managing 8 ENIs after `--idle-secs`
@@ -6,7 +6,9 @@
 //! - wake-ups while idle: context switches of every thread of the daemon
 //!   over the idle window (each wake-up of a sleeping thread is one
 //!   voluntary switch), and the API calls it made meanwhile, against the
-//!   Describe period (`describe_interval`, default 60 s, per ENI).
+//!   Describe period (`describe_interval`, default 60 s, per ENI);
+//! - the daemon's CPU time per scrape of `/metrics` (metrics on, as by
+//!   default; `--scrapes`, default 1000; goal < 1 ms).
 //!
 //! The daemon runs in a namespace of its own against `ecs-emulator`, which
 //! hot-plugs the 8 ENIs (each 1 + 9 IPv4, 2 IPv6, 1 prefix, 4 queues).
@@ -128,6 +130,14 @@ fn main() {
     let rss_max = rss_samples.iter().copied().max().unwrap_or(rss_kb);
     let per_min = |n: u64| n as f64 * 60.0 / idle;
     let api_calls = calls1.saturating_sub(calls0) as u64;
+    // The cost of a scrape of /metrics (metrics on: the default listen
+    // address, inside the namespace): the daemon's CPU time over `scrapes`
+    // scrapes, one after another.
+    let scrapes: u32 = arg("--scrapes", 1000);
+    let cpu0 = cpu_ticks(pid);
+    let (scrape_bytes, scrape_wall) = scrape_metrics(&ns, scrapes);
+    let scrape_cpu_ms = (cpu_ticks(pid) - cpu0) as f64 * 10.0 / f64::from(scrapes);
+    let rss_after_scrapes_kb = status_field(&read_status(), "VmRSS");
     drop(agent);
     drop(emu);
     drop(ns);
@@ -169,6 +179,15 @@ fn main() {
                 "(a 1 s timer would make it all of them)".into(),
             ],
             vec![
+                format!("CPU per scrape of /metrics ({enis} ENIs)"),
+                format!(
+                    "{scrape_cpu_ms:.3} ms ({scrapes} scrapes of {scrape_bytes} bytes, {:.2} ms wall each; RSS after them {:.2} MiB)",
+                    scrape_wall.as_secs_f64() * 1000.0 / f64::from(scrapes),
+                    mb(rss_after_scrapes_kb)
+                ),
+                "< 1 ms".into(),
+            ],
+            vec![
                 "API calls while idle".into(),
                 format!(
                     "{:.2}/min ({api_calls} calls; {enis} ENIs x 1 per 60 s = {enis}/min expected)",
@@ -196,7 +215,44 @@ fn main() {
         "active_seconds": active_secs,
         "api_calls_idle": api_calls,
         "api_calls_per_min": per_min(api_calls),
+        "scrapes": scrapes,
+        "scrape_bytes": scrape_bytes,
+        "scrape_cpu_ms": scrape_cpu_ms,
+        "rss_after_scrapes_kib": rss_after_scrapes_kb,
         "machine": machine(),
     });
     println!("{json}");
+}
+
+/// User + system CPU time of `pid` in clock ticks (USER_HZ = 100).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon runs");
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Scrapes the daemon's `/metrics` (127.0.0.1:9839 in `ns`) `n` times;
+/// the size of the last answer and the total wall time.
+fn scrape_metrics(ns: &NamedNetns, n: u32) -> (usize, Duration) {
+    use std::io::{Read, Write};
+    let fd = ns.fd();
+    std::thread::spawn(move || {
+        enter(&fd);
+        let started = Instant::now();
+        let mut size = 0;
+        for _ in 0..n {
+            let mut s =
+                std::net::TcpStream::connect("127.0.0.1:9839").expect("connect to /metrics");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .expect("send");
+            let mut body = Vec::new();
+            s.read_to_end(&mut body).expect("read");
+            assert!(body.starts_with(b"HTTP/1.1 200 "), "scrape failed");
+            size = body.len();
+        }
+        (size, started.elapsed())
+    })
+    .join()
+    .expect("scrape thread")
 }

@@ -1,4 +1,4 @@
-//! Benchmarks 1 and 4 of issue 7: hot-plug → configured, and the repair of
+//! Benchmarks 1 and 4 in BENCHMARKS.md: hot-plug → configured, and the repair of
 //! a full drift.
 //!
 //! Each run gets a fresh network namespace. The issue's ENI (1 primary + 49

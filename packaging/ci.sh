@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Packaging checks (issue 6). .ci/run runs this after the cargo tests, as root
-# with CI=true, on a fresh Debian 12 machine. It installs what it lacks, builds
-# the .deb and the .rpm (packaging/build.sh), then checks:
+# Packaging checks. .ci/run runs this after the cargo tests, as root with
+# CI=true, on a fresh Debian 12 machine. It installs the check tools it lacks
+# (apt: lintian, rpm, rpmlint, cloud-init, binutils), builds the .deb and the
+# .rpm (packaging/build.sh, which keeps its build tools in
+# target/packaging/tools), then checks:
 #   - the cloud-init examples against cloud-init's schema;
 #   - the binary's glibc floor (<= 2.28) and that the package dependencies
 #     cover every library it needs;
@@ -11,8 +13,10 @@
 #     rpmlint;
 #   - that every lintian/rpmlint warning left is justified in
 #     packaging/README.md;
-#   - install, upgrade, remove and purge of the .deb on this machine, which
-#     must leave nothing behind. The daemon is never started.
+#   - install, upgrade, remove and purge of the .deb in a throw-away root (an
+#     overlay over / in a private mount namespace: packaging/throwaway-root.sh,
+#     packaging/install-test.sh), which must leave nothing behind. The host's
+#     package database is never changed and the daemon is never started.
 # Any failure exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,13 +37,7 @@ ok() {
 }
 
 work=$(mktemp -d)
-cleanup_actions=()
-cleanup() {
-    local a
-    for a in "${cleanup_actions[@]}"; do eval "$a" || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 
 # --- tools --------------------------------------------------------------------
 need_apt=()
@@ -48,6 +46,7 @@ command -v rpm >/dev/null || need_apt+=(rpm)
 command -v rpmlint >/dev/null || need_apt+=(rpmlint)
 [ -x /usr/bin/cloud-init ] || need_apt+=(cloud-init)
 command -v objdump >/dev/null || need_apt+=(binutils)
+command -v unshare >/dev/null || need_apt+=(util-linux) # packaging/throwaway-root.sh
 command -v gzip >/dev/null || need_apt+=(gzip)
 dpkg -s ca-certificates >/dev/null 2>&1 || need_apt+=(ca-certificates)
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -55,19 +54,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-cargo_tool() { # binary crate version
-    if ! command -v "$1" >/dev/null; then
-        say "cargo install $2 $3"
-        cargo install --locked --quiet "$2" --version "$3"
-    fi
-}
-cargo_tool cargo-deb cargo-deb 3.8.0
-cargo_tool cargo-generate-rpm cargo-generate-rpm 0.21.1
-cargo_tool cargo-zigbuild cargo-zigbuild 0.24.1
-if ! command -v zig >/dev/null && ! python3 -m ziglang version >/dev/null 2>&1; then
-    say "pip install ziglang"
-    python3 -m pip install --quiet ziglang==0.17.1
-fi
+# cargo-deb, cargo-generate-rpm, cargo-zigbuild and zig: packaging/build.sh
+# installs the ones it lacks into target/packaging/tools.
+export PATH="$ROOT/$OUT/tools/bin:$ROOT/$OUT/tools/venv/bin:$PATH"
 
 # --- cloud-init examples --------------------------------------------------------
 shopt -s nullglob
@@ -147,6 +136,8 @@ cat >"$work/deb.expected" <<'EOF'
 /usr/share/doc/eni-agent/copyright
 /usr/share/doc/eni-agent/examples/cloud-init/attach-at-first-boot.yaml
 /usr/share/doc/eni-agent/examples/cloud-init/daemon-with-config.yaml
+/usr/share/doc/eni-agent/examples/monitoring/eni-agent.dashboard.json
+/usr/share/doc/eni-agent/examples/monitoring/eni-agent.rules.yml
 /usr/share/man/man8/eni-agent.8.gz
 EOF
 for f in "$OUT"/man/eni-agent-*.8.gz; do echo "/usr/share/man/man8/$(basename "$f")"; done >>"$work/deb.expected"
@@ -272,8 +263,7 @@ done
 "$bin" check-config packaging/config.toml >/dev/null || fail "packaging/config.toml does not pass check-config"
 grep -v '^\s*#' packaging/config.toml | grep -q '[^[:space:]]' && fail "packaging/config.toml must be all comments"
 ok "the example config is all comments and passes check-config"
-# The one-ENI configurations (README, cloud-init) need [[eni]], which arrives
-# with the daemon (issue 5): check them once the binary has `run`.
+# The one-ENI configurations (README, cloud-init).
 /usr/bin/python3 - packaging/cloud-init/daemon-with-config.yaml "$work/cloud-init.toml" <<'PY'
 import sys, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
@@ -285,87 +275,26 @@ awk '/<!-- packaging\/ci.sh: minimal config -->/ { f = 1; next }
     p && /^[ \t]*```/ { exit }
     p { sub(/^[ \t]+/, ""); print }' README.md >"$work/readme.toml"
 grep -q '^\[\[eni\]\]' "$work/readme.toml" || fail "README's minimal config (after its marker) has no [[eni]]"
-if "$bin" help 2>/dev/null | grep -qE '^\s+run\s'; then
-    for c in "$work/cloud-init.toml" "$work/readme.toml"; do
-        "$bin" check-config "$c" || fail "a one-ENI example config does not pass check-config: $(cat "$c")"
-    done
-    ok "the one-ENI configs (README, cloud-init) pass check-config"
-else
-    say "NOTE: this binary has no 'run' yet; the one-ENI configs ([[eni]]) are checked once it has"
-fi
+for c in "$work/cloud-init.toml" "$work/readme.toml"; do
+    "$bin" check-config "$c" >/dev/null || fail "a one-ENI example config does not pass check-config: $(cat "$c")"
+done
+ok "the one-ENI configs (README, cloud-init) pass check-config"
 
-# --- install, upgrade, remove, purge of the .deb on this machine -----------------
-say "install test of $deb"
-if dpkg -s eni-agent >/dev/null 2>&1; then
-    say "eni-agent is installed already (an earlier run?): purging it first"
-    dpkg --purge eni-agent
-fi
-[ ! -e /etc/eni-agent ] && [ ! -e /var/lib/eni-agent ] || fail "/etc/eni-agent or /var/lib/eni-agent exists before the install test"
-snapshot() {
-    find /etc /usr /var/lib /opt -xdev \
-        \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/lib/ucf -o -path /etc/ld.so.cache \) -prune -o \
-        -printf '%p %y %m\n' 2>/dev/null | sort
-}
-# The packaged binary running (other eni-agent builds may run tests here).
-daemon_running() {
-    local p
-    for p in /proc/[0-9]*/exe; do
-        [ "$(readlink "$p" 2>/dev/null)" = /usr/bin/eni-agent ] && return 0
-    done
-    return 1
-}
-daemon_running && fail "/usr/bin/eni-agent runs before the install test"
-snapshot >"$work/before"
-# Belt and braces: forbid service starts from maintainer scripts (policy-rc.d,
-# honoured by deb-systemd-invoke), even where systemd runs.
-policy_rc_d=0
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    policy_rc_d=1
-    cleanup_actions+=("rm -f /usr/sbin/policy-rc.d")
-fi
-cleanup_actions+=("dpkg --purge eni-agent >/dev/null 2>&1")
-
-DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" || fail "dpkg -i"
-[ "$(dpkg-query -W -f '${Status}' eni-agent)" = "install ok installed" ] || fail "not installed"
-/usr/bin/eni-agent --version || fail "eni-agent --version"
-/usr/bin/eni-agent check-config /etc/eni-agent/config.toml || fail "check-config of the installed config"
-[ -L /etc/systemd/system/multi-user.target.wants/eni-agent.service ] || fail "install did not enable the unit"
-daemon_running && fail "the daemon runs after install"
-ok "installed: --version, check-config, unit enabled, nothing started"
-
-# Upgrade to a new revision with a locally edited config.
-echo '# edited by the operator' >>/etc/eni-agent/config.toml
+# --- install, upgrade, remove, purge of the .deb, in a throw-away root ---------
+# An overlay over / in a private mount namespace (packaging/throwaway-root.sh):
+# dpkg runs for real, with the host's dpkg database and maintainer-script
+# tools, but nothing reaches the host.
+say "install test of $deb in a throw-away root"
 cargo deb --locked --no-build -p eni-agent --target "$TRIPLE" --deb-revision 2 -o "$work/" >/dev/null
-DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$work"/eni-agent_*-2_amd64.deb || fail "upgrade"
-[ "$(dpkg-query -W -f '${Version}' eni-agent)" = "${version%-*}-2" ] || fail "upgrade did not install revision 2"
-grep -qx '# edited by the operator' /etc/eni-agent/config.toml || fail "upgrade lost the operator's config edit"
-[ -L /etc/systemd/system/multi-user.target.wants/eni-agent.service ] || fail "upgrade disabled the unit"
-daemon_running && fail "the daemon runs after upgrade (it was not running before)"
-ok "upgraded: config edit kept, unit still enabled"
-
-# State and an operator's credentials file, as the daemon would leave them.
-mkdir -p /var/lib/eni-agent/enis
-echo '{}' >/var/lib/eni-agent/enis/eni-test.json
-install -m 600 /dev/null /etc/eni-agent/credentials
-dpkg --remove eni-agent || fail "dpkg --remove"
-[ ! -e /usr/bin/eni-agent ] || fail "remove left the binary"
-[ -f /etc/eni-agent/config.toml ] && [ -d /var/lib/eni-agent ] || fail "remove deleted config or state (only purge may)"
-ok "removed: binary gone, config and state kept"
-dpkg --purge eni-agent || fail "dpkg --purge"
-dpkg -s eni-agent >/dev/null 2>&1 && fail "still known to dpkg after purge"
-[ ! -e /etc/eni-agent ] && [ ! -e /var/lib/eni-agent ] || fail "purge left /etc/eni-agent or /var/lib/eni-agent"
-[ $policy_rc_d = 1 ] && rm -f /usr/sbin/policy-rc.d
-snapshot >"$work/after"
-# Anything of ours (a path naming eni-agent, or systemd enablement state)
-# fails; other changes can only come from concurrent activity on a shared
-# machine and are shown without failing.
-diff "$work/before" "$work/after" | grep '^[<>]' >"$work/diff" || true
-if grep -E 'eni-agent|^[<>] /etc/systemd/|^[<>] /var/lib/systemd/' "$work/diff"; then
-    fail "purge left something behind (above)"
-fi
-[ -s "$work/diff" ] && say "unrelated changes during the test (not ours): $(tr '\n' ' ' <"$work/diff")"
-ok "purged: nothing left behind in /etc /usr /var/lib /opt"
+deb2=$(ls "$work"/eni-agent_*-2_amd64.deb)
+host_view() {
+    ls -ld /etc/eni-agent /var/lib/eni-agent /usr/bin/eni-agent /usr/lib/systemd/system/eni-agent.service \
+        /etc/systemd/system/multi-user.target.wants/eni-agent.service 2>/dev/null || true
+    dpkg-query -W -f '${Status} ${Version}\n' eni-agent 2>/dev/null || true
+}
+host_before=$(host_view)
+packaging/throwaway-root.sh packaging/install-test.sh "$deb" "$deb2" || fail "the install test (above)"
+[ "$(host_view)" = "$host_before" ] || fail "the install test reached the host: before: $host_before; after: $(host_view)"
+ok "install, upgrade, remove, purge in a throw-away root; the host untouched"
 
 say "all $checks checks green"

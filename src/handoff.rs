@@ -85,6 +85,7 @@ impl HandoffDirs {
         for (path, text) in contents {
             write_file(&path, &text)?;
         }
+        self.report();
         Ok(())
     }
 
@@ -105,7 +106,25 @@ impl HandoffDirs {
                 Err(source) => return Err(HandoffError { path, source }),
             }
         }
+        self.report();
         Ok(())
+    }
+
+    /// Sets `eni_agent_handoff_files{manager}` from the files present.
+    fn report(&self) {
+        for (manager, dir, prefix) in [
+            ("NetworkManager", &self.network_manager, "90-eni-agent-"),
+            ("systemd-networkd", &self.networkd, "05-eni-agent-"),
+            ("udev", &self.udev_rules, "70-eni-agent-"),
+        ] {
+            let count = std::fs::read_dir(dir).map_or(0, |entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                    .count()
+            });
+            crate::metrics::global().handoff_files(manager, count);
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod handoff;
 pub mod http;
 pub mod mac;
 pub mod metadata;
+pub mod metrics;
 pub mod netlink;
 pub mod notify;
 pub mod plan;

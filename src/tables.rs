@@ -9,8 +9,15 @@
 //! {"version":1,"tables":{"eni-abc":10001}}
 //! ```
 //!
-//! Tables that something else already uses (the caller passes the numbers it
-//! found in the kernel's routes and rules) are skipped and reported.
+//! Tables that anything already uses (the caller passes the numbers the
+//! kernel's routes and rules refer to — another ENI's included, whose
+//! allocation may live in another state directory or a lost file) are
+//! skipped and reported.
+//!
+//! Only one state directory at a time allocates in a network namespace: the
+//! first allocation takes a lock under [`HOST_LOCK_DIR`] (one per network
+//! namespace, so namespaces — test runs — never contend) and holds it for
+//! the allocator's lifetime.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -18,6 +25,9 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+/// Where the host-wide allocation locks live (the unit's RuntimeDirectory).
+pub const HOST_LOCK_DIR: &str = "/run/eni-agent";
 
 /// The default range of table numbers.
 pub const DEFAULT_TABLE_RANGE: RangeInclusive<u32> = 10001..=10999;
@@ -68,6 +78,28 @@ pub enum TableError {
         /// Numbers in the range in use by others.
         foreign: usize,
     },
+    /// Another state directory allocates tables on this host.
+    #[error(
+        "another eni-agent (pid {pid}, state directory {holder}) allocates routing tables in this \
+         network namespace ({path}); two state directories must not both allocate — add the ENI to \
+         that agent's configuration, or use the same state directory"
+    )]
+    HostLocked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's pid.
+        pid: String,
+        /// The holder's state directory.
+        holder: String,
+    },
+    /// The host-wide lock could not be taken.
+    #[error("cannot take the host-wide table lock {path}: {source}")]
+    HostLock {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The range is empty or contains reserved tables.
     #[error(
         "invalid routing table range {start}..={end}: it must be non-empty and avoid 0 and 253-255"
@@ -93,6 +125,8 @@ pub struct TableAllocator {
     path: PathBuf,
     range: RangeInclusive<u32>,
     tables: BTreeMap<String, u32>,
+    /// The host-wide lock, once taken.
+    host_lock: Option<nix::fcntl::Flock<fs::File>>,
 }
 
 /// The result of [`TableAllocator::allocate`].
@@ -130,7 +164,56 @@ impl TableAllocator {
             path,
             range,
             tables,
+            host_lock: None,
         })
+    }
+
+    /// Takes, once, the lock that lets only one state directory (the one
+    /// holding this allocator's file) allocate in this network namespace, in
+    /// `lock_dir` (normally [`HOST_LOCK_DIR`]); held until the allocator is
+    /// dropped.
+    pub fn hold_host_lock(&mut self, lock_dir: &Path) -> Result<(), TableError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::MetadataExt;
+        if self.host_lock.is_some() {
+            return Ok(());
+        }
+        let netns = fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+        let path = lock_dir.join(format!("tables-net{netns}.lock"));
+        let io = |source| TableError::HostLock {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(lock_dir).map_err(io)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let mut lock =
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((file, _)) => {
+                    let mut text = String::new();
+                    let _ = file.take(4096).read_to_string(&mut text);
+                    let (pid, holder) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+                    return Err(TableError::HostLocked {
+                        path: path.clone(),
+                        pid: pid.to_owned(),
+                        holder: holder.to_owned(),
+                    });
+                }
+            };
+        let state_dir = self.path.parent().unwrap_or(Path::new(""));
+        let line = format!("{} {}\n", std::process::id(), state_dir.display());
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(line.as_bytes()))
+            .map_err(io)?;
+        self.host_lock = Some(lock);
+        Ok(())
     }
 
     /// The table of `eni_id`, if one is allocated.
@@ -268,6 +351,29 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["tables.json"]);
+    }
+
+    #[test]
+    fn one_state_directory_at_a_time_allocates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let locks = dir.path().join("run");
+        let state_a = dir.path().join("a");
+        let mut a =
+            TableAllocator::load(state_a.join("tables.json"), DEFAULT_TABLE_RANGE).expect("load");
+        let mut b = TableAllocator::load(dir.path().join("b/tables.json"), DEFAULT_TABLE_RANGE)
+            .expect("load");
+        a.hold_host_lock(&locks).expect("first");
+        a.hold_host_lock(&locks).expect("again: held");
+        let err = b.hold_host_lock(&locks).expect_err("second directory");
+        let text = err.to_string();
+        assert!(
+            text.contains(&state_a.display().to_string())
+                && text.contains(&std::process::id().to_string()),
+            "{text}"
+        );
+        drop(a);
+        b.hold_host_lock(&locks)
+            .expect("free once the first is gone");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::json;
 
 const ENI1_MAC: &str = "00:16:3e:10:00:02";
 
-/// Rounds of a random-kill test: a few in CI; the long chaos run of issue 7
+/// Rounds of a random-kill test: a few in CI; the long chaos run in BENCHMARKS.md
 /// (50 or more) is `ENI_AGENT_CHAOS_ROUNDS=50 cargo test --test e2e_crash random`.
 fn chaos_rounds(default: u32) -> u32 {
     std::env::var("ENI_AGENT_CHAOS_ROUNDS")

@@ -1,4 +1,4 @@
-//! Tug-of-war (issue 7): something deletes the agent's rules in a loop. The
+//! Tug-of-war: something deletes the agent's rules in a loop. The
 //! daemon restores them every time with bounded CPU, and reports the fight —
 //! a rate-limited warning and a repair count in `eni-agent status` — instead
 //! of fighting silently. CI fights for 10 s; the full minute is

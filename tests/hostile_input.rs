@@ -18,13 +18,14 @@ fn subnet() -> SubnetFacts {
         gateway: "192.168.10.253".parse().expect("gw"),
         ipv6_gateway: Some("2408:4005:3a0:7101::1".parse().expect("gw6")),
         vswitch_ipv6_cidr: Some("2408:4005:3a0:7101::/64".parse::<IpNet>().expect("cidr6")),
+        vpc_cidr: None,
     }
 }
 
 /// Describe JSON → facts → plan; the error text when refused.
 fn pipeline(json: &str) -> Result<plan::Plan, String> {
     let ni: NetworkInterface = serde_json::from_str(json).map_err(|e| format!("decode: {e}"))?;
-    let f = facts::eni_facts(&ni).map_err(|e| e.to_string())?;
+    let f = facts::eni_facts(&ni, "eni-1").map_err(|e| e.to_string())?;
     plan::plan(&f, &subnet(), &EniOptions::default(), 10001).map_err(|e| e.to_string())
 }
 
@@ -76,6 +77,185 @@ fn malicious_describe_answers_are_refused_with_the_reason() {
     }
     // Invalid UTF-8 never becomes a string.
     assert!(serde_json::from_slice::<NetworkInterface>(b"{\"MacAddress\":\"\xff\xfe\"}").is_err());
+}
+
+/// Describe JSON for "eni-1" with `primary` and `extra` fields, planned
+/// against `subnet`: the refusal's text.
+fn refusal(primary: &str, extra: &str, subnet: &SubnetFacts) -> String {
+    let json = format!(
+        r#"{{"NetworkInterfaceId":"eni-1","Type":"Secondary","MacAddress":"00:16:3e:00:00:02","PrivateIpAddress":"{primary}"{extra}}}"#
+    );
+    let ni: NetworkInterface = serde_json::from_str(&json).expect("json");
+    let f = match facts::eni_facts(&ni, "eni-1") {
+        Ok(f) => f,
+        Err(e) => return e.to_string(),
+    };
+    match plan::plan(&f, subnet, &EniOptions::default(), 10001) {
+        Ok(p) => panic!("planned a hostile answer: {primary} {extra} {subnet:?}: {p}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn with(f: impl FnOnce(&mut SubnetFacts)) -> SubnetFacts {
+    let mut s = subnet();
+    f(&mut s);
+    s
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().expect("net")
+}
+
+/// Address classes and widths no ENI can have: each refusal names the field
+/// and the value.
+#[test]
+fn hostile_address_classes_and_widths_are_refused_naming_field_and_value() {
+    let v4 = |cidr: &str, gw: &str| {
+        with(|s| {
+            s.vswitch_cidr = Some(net(cidr));
+            s.gateway = gw.parse().expect("gw");
+        })
+    };
+    let prefix =
+        |p: &str| format!(r#","Ipv4PrefixSets":{{"Ipv4PrefixSet":[{{"Ipv4Prefix":"{p}"}}]}}"#);
+    let secondary =
+        |a: &str| format!(r#","PrivateIpSets":{{"PrivateIpSet":[{{"PrivateIpAddress":"{a}"}}]}}"#);
+    let v6 = |a: &str| format!(r#","Ipv6Sets":{{"Ipv6Set":[{{"Ipv6Address":"{a}"}}]}}"#);
+    let cases: Vec<(String, &[&str])> = vec![
+        // The whole Internet in the ENI's table.
+        (
+            refusal("0.0.0.5", &prefix("0.0.0.0/2"), &v4("0.0.0.0/1", "0.0.0.1")),
+            &["subnet.vswitch_cidr", "0.0.0.0/1", "prefix length 1"],
+        ),
+        (
+            refusal("192.168.10.20", &prefix("0.0.0.0/2"), &subnet()),
+            &["eni.ipv4_prefixes[0]", "prefix length 2"],
+        ),
+        (
+            refusal("192.168.10.20", &prefix("192.168.10.0/33"), &subnet()),
+            &["eni.ipv4_prefixes[0]", "prefix length 33"],
+        ),
+        (
+            refusal("127.0.0.5", "", &v4("127.0.0.0/8", "127.0.0.1")),
+            &["127.0.0.5", "loopback", "eni.primary_ipv4"],
+        ),
+        (
+            refusal("224.0.0.5", "", &v4("224.0.0.0/4", "224.0.0.1")),
+            &["subnet.vswitch_cidr", "224.0.0.0/4"],
+        ),
+        (
+            refusal("224.0.0.5", "", &v4("224.0.0.0/8", "224.0.0.1")),
+            &["eni.primary_ipv4", "224.0.0.5", "multicast"],
+        ),
+        (
+            refusal("169.254.169.254", "", &v4("169.254.0.0/16", "169.254.0.1")),
+            &["eni.primary_ipv4", "169.254.169.254", "link-local"],
+        ),
+        (
+            refusal("240.0.0.5", "", &v4("240.0.0.0/24", "240.0.0.1")),
+            &["eni.primary_ipv4", "240.0.0.5", "class E"],
+        ),
+        (
+            refusal("192.168.10.20", &secondary("255.255.255.255"), &subnet()),
+            &["eni.secondary_ipv4[0]", "255.255.255.255", "broadcast"],
+        ),
+        (
+            refusal("192.168.10.255", "", &subnet()),
+            &["eni.primary_ipv4", "192.168.10.255", "broadcast address"],
+        ),
+        (
+            refusal("192.168.10.0", "", &subnet()),
+            &["eni.primary_ipv4", "192.168.10.0", "network"],
+        ),
+        (
+            refusal("0.0.0.0", "", &subnet()),
+            &["eni.primary_ipv4", "0.0.0.0", "unspecified"],
+        ),
+        (
+            refusal("192.168.10.20", &v6("fe80::5"), &subnet()),
+            &["eni.ipv6[0]", "fe80::5", "link-local"],
+        ),
+        (
+            refusal("192.168.10.20", &v6("ff02::1"), &subnet()),
+            &["eni.ipv6[0]", "ff02::1", "multicast"],
+        ),
+        (
+            refusal("192.168.10.20", &v6("::1"), &subnet()),
+            &["eni.ipv6[0]", "::1", "loopback"],
+        ),
+        (
+            refusal(
+                "192.168.10.20",
+                "",
+                &with(|s| s.vswitch_ipv6_cidr = Some(net("2408::/8"))),
+            ),
+            &["subnet.vswitch_ipv6_cidr", "prefix length 8"],
+        ),
+        (
+            refusal("10.0.0.20", "", &v4("10.0.0.0/7", "10.0.0.1")),
+            &["subnet.vswitch_cidr", "prefix length 7"],
+        ),
+        (
+            refusal(
+                "192.168.10.20",
+                "",
+                &with(|s| {
+                    s.vswitch_cidr = None;
+                    s.netmask = Some("128.0.0.0".parse().expect("mask"));
+                }),
+            ),
+            &["subnet.netmask", "prefix length 1"],
+        ),
+        // The VPC CIDR is used: the vSwitch must lie inside it.
+        (
+            refusal(
+                "192.168.10.20",
+                "",
+                &with(|s| s.vpc_cidr = Some(net("10.0.0.0/8"))),
+            ),
+            &["subnet.vswitch_cidr", "192.168.10.0/24", "10.0.0.0/8"],
+        ),
+        // Gateways.
+        (
+            refusal(
+                "192.168.10.20",
+                "",
+                &with(|s| s.gateway = "10.9.9.9".parse().expect("gw")),
+            ),
+            &["subnet.gateway", "10.9.9.9", "outside"],
+        ),
+        (
+            refusal(
+                "192.168.10.20",
+                "",
+                &with(|s| s.ipv6_gateway = Some("ff02::2".parse().expect("gw"))),
+            ),
+            &["subnet.ipv6_gateway", "ff02::2", "multicast"],
+        ),
+    ];
+    for (text, needles) in &cases {
+        for n in *needles {
+            assert!(text.contains(n), "expected {n:?} in: {text}");
+        }
+    }
+    // Inside the VPC is fine.
+    let ok = with(|s| s.vpc_cidr = Some(net("192.168.0.0/16")));
+    let ni: NetworkInterface = serde_json::from_str(&eni_json("")).expect("json");
+    let f = facts::eni_facts(&ni, "eni-1").expect("facts");
+    plan::plan(&f, &ok, &EniOptions::default(), 10001).expect("a vSwitch inside its VPC plans");
+}
+
+/// An answer about another ENI than the one asked for is refused, naming both.
+#[test]
+fn an_answer_about_another_eni_is_refused() {
+    let ni: NetworkInterface = serde_json::from_str(&eni_json("")).expect("json");
+    let e = facts::eni_facts(&ni, "eni-asked")
+        .expect_err("mismatch")
+        .to_string();
+    assert!(
+        e.contains("eni-asked") && e.contains("eni-1") && e.contains("NetworkInterfaceId"),
+        "{e}"
+    );
 }
 
 proptest! {

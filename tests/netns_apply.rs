@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use eni_agent::apply::{ApplyError, Reconciler};
+use eni_agent::apply::{ApplyError, Candidate, Reconciler};
 use eni_agent::ethtool::channels_get;
 use eni_agent::netlink::{self, addr_list, route_list, rule_list};
 use eni_agent::plan::{AddressSpec, ROUTE_PROTOCOL, TABLE_MAIN};
@@ -558,4 +558,237 @@ fn netns_batch_reports_each_failure_and_applies_the_rest() {
             assert!(last[0].is_ok());
         },
     );
+}
+
+/// The primary NIC's addresses, main-table routes and sysctls, as text.
+fn primary_snapshot() -> String {
+    let sys = |p: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/{p}"))
+            .expect("sysctl")
+            .trim()
+            .to_owned()
+    };
+    format!(
+        "{}\n{}\n{}\n{}\n{} {} {} {}",
+        ip(&["-d", "address", "show", "dev", "prim0"]),
+        ip(&["route", "show", "table", "main"]),
+        ip(&["-6", "route", "show", "table", "main"]),
+        ip(&["rule", "show"]),
+        sys("ipv4/conf/prim0/rp_filter"),
+        sys("ipv4/conf/prim0/arp_ignore"),
+        sys("ipv4/conf/prim0/arp_announce"),
+        sys("ipv6/conf/prim0/accept_ra"),
+    )
+}
+
+/// A hostile answer: an "ENI" with the primary NIC's MAC and address.
+fn primary_takeover_plan() -> eni_agent::plan::Plan {
+    let out = ip(&["-br", "link", "show", "dev", "prim0"]);
+    let prim_mac: eni_agent::plan::MacAddr = out
+        .split_whitespace()
+        .nth(2)
+        .expect("mac column")
+        .parse()
+        .expect("mac");
+    let (mut e, mut s) = facts(7, None);
+    e.mac = prim_mac;
+    e.primary_ipv4 = "192.168.100.2".parse().expect("ip");
+    e.secondary_ipv4.clear();
+    e.ipv6.clear();
+    e.ipv4_prefixes.clear();
+    s.vswitch_cidr = Some("192.168.100.0/24".parse().expect("net"));
+    s.gateway = "192.168.100.1".parse().expect("gw");
+    s.ipv6_gateway = None;
+    s.vswitch_ipv6_cidr = None;
+    eni_agent::plan::plan(&e, &s, &Default::default(), TABLE).expect("plans")
+}
+
+#[test]
+fn netns_primary_nic_is_never_taken_over() {
+    in_netns("netns_primary_nic_is_never_taken_over", || async {
+        fake_primary();
+        let before = primary_snapshot();
+        let plan = primary_takeover_plan();
+        let rec = Reconciler::connect().expect("netlink");
+        let addrs = [plan.addresses[0].addr];
+        let refused = rec
+            .guard(&Candidate {
+                eni_id: &plan.eni_id,
+                mac: plan.mac,
+                addresses: &addrs,
+                primary_mac: None,
+            })
+            .await
+            .expect_err("the default route's NIC is refused");
+        let text = refused.to_string();
+        assert!(
+            text.contains(&plan.eni_id)
+                && text.contains(&plan.mac.to_string())
+                && text.contains("default route"),
+            "{text}"
+        );
+        // The converger's own check, should the NIC be bound anyway.
+        let err = rec
+            .apply(&plan, ifindex("prim0"))
+            .await
+            .expect_err("a NIC with foreign addresses is refused");
+        assert!(
+            matches!(&err, ApplyError::ForeignNic { .. }) && err.is_permanent(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("192.168.100.2/24"), "{err}");
+        assert_eq!(primary_snapshot(), before, "the primary NIC changed");
+        assert_eq!(agent_owned_objects(), 0);
+        // A cleanup of that plan (a detach) leaves the primary's address.
+        rec.cleanup(&plan, Some(ifindex("prim0")))
+            .await
+            .expect("cleanup");
+        assert_eq!(
+            primary_snapshot(),
+            before,
+            "cleanup touched the primary NIC"
+        );
+    });
+}
+
+#[test]
+fn netns_addresses_the_agent_did_not_add_are_never_replaced_or_deleted() {
+    in_netns(
+        "netns_addresses_the_agent_did_not_add_are_never_replaced_or_deleted",
+        || async {
+            fake_primary();
+            add_nic("eni3", mac(3), 1);
+            let ix = ifindex("eni3");
+            // Someone else's address with the plan's IP (and its prefix route).
+            ip(&["link", "set", "eni3", "up"]);
+            ip(&["address", "add", "10.0.3.5/24", "dev", "eni3"]);
+            let plan = test_plan(3, TABLE, None);
+            let rec = Reconciler::connect().expect("netlink");
+            let err = rec.apply(&plan, ix).await.expect_err("conflict");
+            assert!(err.to_string().contains("address 10.0.3.5/24"), "{err}");
+            let shown = ip(&["address", "show", "dev", "eni3"]);
+            assert!(
+                shown.contains("10.0.3.5/24") && !shown.contains("noprefixroute"),
+                "{shown}"
+            );
+            assert!(ip(&["route", "show", "dev", "eni3"]).contains("10.0.3.0/24"));
+            assert_eq!(agent_owned_objects(), 0);
+
+            // Without it the plan applies, and every address carries the mark.
+            ip(&["address", "del", "10.0.3.5/24", "dev", "eni3"]);
+            rec.apply(&plan, ix).await.expect("apply");
+            let ours = addr_list(rec.handle(), ix).await.expect("dump");
+            for spec in &plan.addresses {
+                let a = ours.iter().find(|a| a.addr == spec.addr).expect("added");
+                assert!(a.is_marked(), "{a:?} lacks the IFA_PROTO mark");
+            }
+            // An address added later by someone else survives the cleanup.
+            ip(&["address", "add", "10.0.3.77/32", "dev", "eni3"]);
+            rec.cleanup(&plan, Some(ix)).await.expect("cleanup");
+            let left: Vec<String> = addr_list(rec.handle(), ix)
+                .await
+                .expect("dump")
+                .iter()
+                .filter(|a| !a.is_link_local())
+                .map(|a| a.addr.to_string())
+                .collect();
+            assert_eq!(left, ["10.0.3.77"]);
+        },
+    );
+}
+
+#[test]
+fn netns_guard_refuses_the_primary_mac_and_addresses_on_other_links() {
+    in_netns(
+        "netns_guard_refuses_the_primary_mac_and_addresses_on_other_links",
+        || async {
+            fake_primary();
+            add_nic("eni4", mac(4), 1);
+            let plan = test_plan(4, TABLE, None);
+            let rec = Reconciler::connect().expect("netlink");
+            let addrs: Vec<std::net::IpAddr> = plan.addresses.iter().map(|a| a.addr).collect();
+            let candidate = |primary_mac| Candidate {
+                eni_id: "eni-test4",
+                mac: mac(4),
+                addresses: &addrs,
+                primary_mac,
+            };
+            rec.guard(&candidate(None))
+                .await
+                .expect("a fresh NIC passes");
+            let err = rec
+                .guard(&candidate(Some(mac(4))))
+                .await
+                .expect_err("primary MAC");
+            assert!(err.to_string().contains("primary NIC"), "{err}");
+            ip(&["address", "add", "10.0.4.5/32", "dev", "lo"]);
+            let err = rec
+                .guard(&candidate(None))
+                .await
+                .expect_err("address elsewhere");
+            assert!(
+                err.to_string()
+                    .contains("10.0.4.5 is already on another link (lo)"),
+                "{err}"
+            );
+        },
+    );
+}
+
+/// A second allocation of a table that holds another ENI's routes (a lost
+/// tables.json, a second state directory) is refused; the first ENI's rules
+/// and routes stay.
+#[test]
+fn netns_a_table_holding_another_enis_routes_is_refused() {
+    in_netns(
+        "netns_a_table_holding_another_enis_routes_is_refused",
+        || async {
+            fake_primary();
+            add_nic("eni5", mac(5), 1);
+            add_nic("eni6", mac(6), 1);
+            let rec = Reconciler::connect().expect("netlink");
+            let first = test_plan(5, TABLE, None);
+            rec.apply(&first, ifindex("eni5")).await.expect("first ENI");
+            let rules = ip(&["rule", "show"]);
+            let routes = ip(&["route", "show", "table", &TABLE.to_string()]);
+            let second = test_plan(6, TABLE, None);
+            let err = rec
+                .apply(&second, ifindex("eni6"))
+                .await
+                .expect_err("another ENI's table");
+            assert!(
+                matches!(&err, ApplyError::TableInUse { table: TABLE, .. })
+                    && err.to_string().contains("another NIC's"),
+                "{err}"
+            );
+            assert_eq!(
+                ip(&["rule", "show"]),
+                rules,
+                "the first ENI's rules changed"
+            );
+            assert_eq!(ip(&["route", "show", "table", &TABLE.to_string()]), routes);
+            // The allocator sees the table as taken.
+            let in_use = rec.tables_in_use().await.expect("dump");
+            assert!(in_use.contains(&TABLE), "{in_use:?}");
+        },
+    );
+}
+
+/// Cleanup never touches a NIC whose MAC is no longer the ENI's: its
+/// addresses stay; the rules of the ENI's own table still go.
+#[test]
+fn netns_cleanup_leaves_a_nic_whose_mac_changed() {
+    in_netns("netns_cleanup_leaves_a_nic_whose_mac_changed", || async {
+        fake_primary();
+        add_nic("eni8", mac(8), 1);
+        let ix = ifindex("eni8");
+        let rec = Reconciler::connect().expect("netlink");
+        let plan = test_plan(8, TABLE, None);
+        rec.apply(&plan, ix).await.expect("apply");
+        ip(&["link", "set", "eni8", "address", "00:16:3e:aa:bb:cc"]);
+        let before = ip(&["address", "show", "dev", "eni8"]);
+        rec.cleanup(&plan, Some(ix)).await.expect("cleanup");
+        assert_eq!(ip(&["address", "show", "dev", "eni8"]), before);
+        assert!(!ip(&["rule", "show"]).contains("lookup 10001"));
+    });
 }

@@ -133,6 +133,7 @@ pub fn facts(
         gateway: Ipv4Addr::new(10, n, 255, 253),
         ipv6_gateway: Some(v6a(0xfffd)),
         vswitch_ipv6_cidr: Some(IpNet::new(v6a(0), 64)),
+        vpc_cidr: None,
     };
     (eni, subnet)
 }

@@ -5,6 +5,9 @@
 //! `eni-agent attach` for a secondary ENI, prints the phase timeline and the
 //! resulting interface configuration, detaches, and removes everything.
 //!
+//! The kernel state is printed once the kernel reports the NIC's link as up,
+//! for the NIC alone and for both address families.
+//!
 //! Nothing outside the demo's own namespace is touched. Needs root and
 //! iproute2 (`ip`), and the `eni-agent` binary next to this one (a
 //! `cargo build --workspace` puts both in `target/debug`) or on PATH.
@@ -16,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("the demo needs root (it creates a network namespace); run it with sudo")]
+    #[error("the demo needs root (it creates a network namespace); run it as root")]
     NotRoot,
     #[error(
         "cannot find the eni-agent binary next to {0} or on PATH; run `cargo build --workspace` first"
@@ -78,6 +81,54 @@ fn find_agent(me: &Path) -> Result<PathBuf, DemoError> {
                 .find(|p| p.is_file())
         })
         .ok_or_else(|| DemoError::NoAgent(me.to_owned()))
+}
+
+/// How long the demo waits for the kernel to report the NIC's link as up.
+const OPER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The name of the interface with `mac` in `netns`.
+fn nic_with_mac(netns: &str, mac: &str) -> Result<String, DemoError> {
+    let out = run(Command::new("ip").args(["-n", netns, "-j", "link", "show"]))?;
+    let links: serde_json::Value = serde_json::from_str(&out).map_err(|e| DemoError::Command {
+        cmd: format!("ip -n {netns} -j link show"),
+        reason: format!("unreadable JSON: {e}"),
+    })?;
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| {
+            l["address"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(mac))
+        })
+        .and_then(|l| l["ifname"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| DemoError::Command {
+            cmd: format!("ip -n {netns} -j link show"),
+            reason: format!("no interface with MAC {mac}"),
+        })
+}
+
+/// Waits (at most [`OPER_WAIT`]) until the kernel reports `ifname`'s
+/// operational state as UP, and returns the state it has then. The agent
+/// sets the link up as part of "configured"; the kernel updates the
+/// operational state (what `ip` prints as UP or DOWN) a moment later, from its
+/// link-watch work, so printing right after the attach would show DOWN for a
+/// NIC that is up.
+fn wait_oper_up(netns: &str, ifname: &str) -> Result<String, DemoError> {
+    let deadline = std::time::Instant::now() + OPER_WAIT;
+    loop {
+        let out = run(Command::new("ip").args(["-n", netns, "-j", "link", "show", "dev", ifname]))?;
+        let state = serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v[0]["operstate"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "UNKNOWN".into());
+        if state == "UP" || std::time::Instant::now() >= deadline {
+            return Ok(state);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn section(title: &str) {
@@ -184,24 +235,35 @@ pub fn demo(eni: Option<String>) -> Result<(), DemoError> {
         run(&mut agent_cmd(&["attach", &eni, "--timeout", "60s"]))?
     );
 
-    section("the NIC as the kernel has it (ip -br address; ip rule; routes with proto 237)");
-    print!(
-        "{}",
-        run(Command::new("ip").args(["-n", &netns, "-br", "address"]))?
+    let mac = ready["enis"]
+        .as_array()
+        .and_then(|enis| enis.iter().find(|e| e["id"].as_str() == Some(eni.as_str())))
+        .and_then(|e| e["mac"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| DemoError::NotReady(format!("the scenario has no MAC for {eni}")))?;
+    let ifname = nic_with_mac(&netns, &mac)?;
+    let ifname = ifname.as_str();
+    let oper = wait_oper_up(&netns, ifname)?;
+
+    section(
+        "the NIC as the kernel has it (ip -br link/address; ip rule; ip -6 rule; routes with proto 237)",
     );
-    print!("{}", run(Command::new("ip").args(["-n", &netns, "rule"]))?);
-    print!(
-        "{}",
-        run(Command::new("ip").args([
-            "-n", &netns, "route", "show", "table", "all", "proto", "237"
-        ]))?
-    );
-    print!(
-        "{}",
-        run(Command::new("ip").args([
-            "-n", &netns, "-6", "route", "show", "table", "all", "proto", "237"
-        ]))?
-    );
+    if oper != "UP" {
+        println!("(the link's operational state is still {oper} after {OPER_WAIT:?})");
+    }
+    for args in [
+        &["-br", "link", "show", "dev", ifname][..],
+        &["-br", "address", "show", "dev", ifname],
+        &["-4", "rule"],
+        &["-6", "rule"],
+        &["-4", "route", "show", "table", "all", "proto", "237"],
+        &["-6", "route", "show", "table", "all", "proto", "237"],
+    ] {
+        print!(
+            "{}",
+            run(Command::new("ip").args(["-n", &netns]).args(args))?
+        );
+    }
 
     section("eni-agent status");
     print!("{}", run(&mut agent_cmd(&["status"]))?);

@@ -1,7 +1,7 @@
 //! The `ecs-emulator serve` binary: exactly one JSON ready line on stdout,
 //! logs on stderr, the built-in scenario, `--netns` hot-plug with the
 //! metadata service at 100.100.100.200:80 inside the instance namespace, and
-//! the checks of `--instance-netns`.
+//! the checks of `--instance-netns`; and `ecs-emulator demo` end to end.
 
 mod common;
 
@@ -239,4 +239,123 @@ fn instance_netns_arguments_are_checked() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/netns"), "{err}");
+}
+
+/// The lines of the demo's section whose title starts with `title`.
+fn demo_section<'a>(out: &'a str, title: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip_while(|l| !l.starts_with(&format!("== {title}")))
+        .skip(1)
+        .take_while(|l| !l.starts_with("== "))
+        .collect()
+}
+
+/// `ecs-emulator demo`, the README's quick start, with the eni-agent binary
+/// beside it: it succeeds, and its kernel view agrees with `eni-agent
+/// status` — the NIC is up in both, each route is printed once, and every
+/// address of the ENI, IPv4 and IPv6, has its policy rules.
+#[test]
+fn the_demo_shows_a_consistent_picture() {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "the demo test needs root and CI=true makes it mandatory"
+        );
+        eprintln!("SKIPPED: the demo needs root");
+        return;
+    }
+    let emulator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ecs-emulator"));
+    assert!(
+        emulator.with_file_name("eni-agent").is_file(),
+        "{} is missing: run `cargo build -p eni-agent` first (cargo test --workspace builds it)",
+        emulator.with_file_name("eni-agent").display()
+    );
+    let out = Command::new(&emulator)
+        .arg("demo")
+        .output()
+        .expect("run ecs-emulator demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let kernel = demo_section(&stdout, "the NIC as the kernel has it");
+    let status = demo_section(&stdout, "eni-agent status");
+    assert!(
+        status.iter().any(|l| l.trim_start().starts_with("link up")),
+        "status does not say link up: {status:#?}"
+    );
+    let ifname = status
+        .first()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("status names the interface");
+    let nic: Vec<&str> = kernel
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with(&format!("{ifname}@")) || l.starts_with(&format!("{ifname} ")))
+        .collect();
+    assert!(
+        !nic.is_empty(),
+        "no `ip -br` line for {ifname}: {kernel:#?}"
+    );
+    for l in &nic {
+        assert_eq!(
+            l.split_whitespace().nth(1),
+            Some("UP"),
+            "status says link up but the kernel view says otherwise: {l}"
+        );
+    }
+
+    let routes: Vec<&str> = kernel
+        .iter()
+        .copied()
+        .filter(|l| l.contains(" dev ") && l.contains(" table "))
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = routes.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        routes.len(),
+        "a route printed twice: {routes:#?}"
+    );
+    assert!(
+        routes.iter().any(|r| r.starts_with("default via ")
+            && r[12..].split(' ').next().is_some_and(|gw| gw.contains(':'))),
+        "no IPv6 default route in the ENI's table: {routes:#?}"
+    );
+    assert!(
+        routes.iter().any(|r| r.starts_with("default via ")
+            && r[12..].split(' ').next().is_some_and(|gw| gw.contains('.'))),
+        "no IPv4 default route in the ENI's table: {routes:#?}"
+    );
+
+    let addresses = status
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix("addresses "))
+        .expect("status lists the addresses");
+    let mut families = (0, 0);
+    for a in addresses.split_whitespace() {
+        let ip = a.split('/').next().unwrap_or(a);
+        if ip.contains(':') {
+            families.1 += 1;
+        } else {
+            families.0 += 1;
+        }
+        for prio in ["20100", "20300"] {
+            assert!(
+                kernel
+                    .iter()
+                    .any(|l| l.starts_with(&format!("{prio}:\tfrom {ip} lookup "))
+                        && l.ends_with("proto 237")),
+                "no rule {prio} for {ip} in the kernel view: {kernel:#?}"
+            );
+        }
+    }
+    assert!(
+        families.0 > 0 && families.1 > 0,
+        "the demo ENI has IPv4 and IPv6 addresses: {addresses}"
+    );
 }

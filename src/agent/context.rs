@@ -112,7 +112,7 @@ async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, Setu
     })
 }
 
-/// Routing tables that routes or rules not owned by eni-agent refer to.
-pub async fn foreign_tables() -> Result<BTreeSet<u32>, netlink::NetlinkError> {
-    crate::apply::Reconciler::connect()?.foreign_tables().await
+/// Routing tables that any route or rule refers to (another ENI's included).
+pub async fn tables_in_use() -> Result<BTreeSet<u32>, netlink::NetlinkError> {
+    crate::apply::Reconciler::connect()?.tables_in_use().await
 }

@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::context::{Context, SetupError};
+use super::tags::{TagViews, resolve, tag_retry_delay};
 use super::teardown::teardown;
 use super::worker::{self, Configured, Refresh};
 use crate::apply::{Converger, ConvergerConfig};
-use crate::cloud::ecs::{DescribeNetworkInterfaces, EniStatus, TagFilter};
+use crate::cloud::ecs::EniStatus;
 use crate::config::{Config, EniConfig, EniSelector};
 use crate::notify;
 
@@ -65,6 +66,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     let converger_task = tokio::spawn(converger.run(async move {
         let _ = stop_rx.await;
     }));
+    let _metrics = crate::metrics::serve(config.metrics.listen_addr())
+        .await
+        .map_err(|e| SetupError::Config(e.to_string()))?;
     let ctx = Arc::new(Context::new(&config, handle).await?);
     info!(instance = %ctx.identity.instance_id, zone = %ctx.identity.zone_id, "eni-agent started");
     let drift = tokio::spawn(super::drift::monitor(
@@ -76,7 +80,17 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, Result<(), (String, bool)>> = BTreeMap::new();
     let mut config = config;
-    start_workers(&ctx, &config, &mut workers, &report_tx).await;
+    let mut views = TagViews::new();
+    // Failed tag lookups are retried with backoff: (attempt, when).
+    let schedule = |failed: bool, attempt: u32| {
+        failed.then(|| {
+            let delay = tag_retry_delay(&ctx.agent, attempt);
+            warn!(attempt, ?delay, "a tag lookup failed; trying again");
+            (attempt, tokio::time::Instant::now() + delay)
+        })
+    };
+    let failed = start_workers(&ctx, &config, &mut workers, &mut views, &report_tx).await;
+    let mut tag_retry: Option<(u32, tokio::time::Instant)> = schedule(failed, 1);
     resume_detaches(&ctx, &workers);
     let mut ready = false;
     if workers.is_empty() {
@@ -111,12 +125,22 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
                     notify::status(&summary);
                 }
             }
+            () = async { if let Some((_, at)) = tag_retry { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => {
+                let attempt = tag_retry.map_or(1, |(n, _)| n);
+                let failed = apply_reload(&ctx, &config, &mut workers, &mut outcomes, &mut views, &report_tx).await;
+                tag_retry = schedule(failed, attempt.saturating_add(1));
+                if !failed {
+                    info!("the tag lookups succeeded again");
+                }
+                notify::status(&summarize(&workers, &outcomes));
+            }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 match reload(config_path.as_deref()) {
                     Ok(new) => {
                         config = new;
-                        apply_reload(&ctx, &config, &mut workers, &mut outcomes, &report_tx).await;
+                        let failed = apply_reload(&ctx, &config, &mut workers, &mut outcomes, &mut views, &report_tx).await;
+                        tag_retry = schedule(failed, 1);
                         notify::status(&summarize(&workers, &outcomes));
                     }
                     Err(e) => error!(error = %e, "the new configuration is invalid; keeping the current one"),
@@ -144,7 +168,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), Dae
 /// during a SIGHUP removal), for ENIs no longer in the configuration.
 fn resume_detaches(ctx: &Arc<Context>, workers: &BTreeMap<String, Worker>) {
     let records = match ctx.store.load_all() {
-        Ok(r) => r,
+        Ok((records, bad)) => {
+            for e in bad {
+                error!(error = %e, "a state record cannot be read; its ENI is skipped, the others are resumed");
+            }
+            records
+        }
         Err(e) => {
             error!(error = %e, "cannot read the state records; interrupted detaches are not resumed");
             return;
@@ -173,56 +202,20 @@ fn reload(path: Option<&std::path::Path>) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
-/// The ENI ids the configuration selects, with their entries.
-async fn resolve(ctx: &Context, config: &Config) -> Vec<(String, EniConfig)> {
-    let mut out = Vec::new();
-    for entry in &config.eni {
-        match entry.selector() {
-            EniSelector::Id(id) => out.push((id, entry.clone())),
-            EniSelector::Tag { key, value } => {
-                let request = DescribeNetworkInterfaces {
-                    vpc_id: ctx.identity.vpc_id.clone(),
-                    tags: vec![TagFilter {
-                        key: key.clone(),
-                        value: Some(value.clone()),
-                    }],
-                    ..Default::default()
-                };
-                match ctx.ecs.describe_network_interfaces(&request).await {
-                    Ok((enis, _)) => {
-                        for ni in enis {
-                            let mine =
-                                ni.attached_instance() == Some(ctx.identity.instance_id.as_str());
-                            let usable = ni.kind != "Primary"
-                                && ni.zone_id == ctx.identity.zone_id
-                                && (ni.status == EniStatus::Available || mine);
-                            if usable && !out.iter().any(|(id, _)| *id == ni.network_interface_id) {
-                                let mut e = entry.clone();
-                                e.tag = None;
-                                e.id = Some(ni.network_interface_id.clone());
-                                out.push((ni.network_interface_id, e));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        error!(tag = %format!("{key}={value}"), error = %e, "cannot list ENIs by tag")
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
+/// Starts a worker per selected ENI; true when a tag lookup failed (to be
+/// retried).
 async fn start_workers(
     ctx: &Arc<Context>,
     config: &Config,
     workers: &mut BTreeMap<String, Worker>,
+    views: &mut TagViews,
     tx: &mpsc::Sender<Report>,
-) {
-    for (eni_id, entry) in resolve(ctx, config).await {
+) -> bool {
+    let resolved = resolve(ctx, config, views).await;
+    for (eni_id, entry) in resolved.enis {
         ensure_worker(ctx, workers, eni_id, entry, tx);
     }
+    !resolved.failed.is_empty()
 }
 
 /// Starts the worker of `eni_id` unless it runs already.
@@ -239,14 +232,26 @@ fn ensure_worker(
     }
 }
 
+/// Brings the workers in line with `config`; true when a tag lookup failed
+/// (its ENIs were kept as last seen; to be retried). Only a successful
+/// answer removes an ENI.
 async fn apply_reload(
     ctx: &Arc<Context>,
     config: &Config,
     workers: &mut BTreeMap<String, Worker>,
     outcomes: &mut BTreeMap<String, Result<(), (String, bool)>>,
+    views: &mut TagViews,
     tx: &mpsc::Sender<Report>,
-) {
-    let wanted = resolve(ctx, config).await;
+) -> bool {
+    // Tags no longer configured are forgotten.
+    views.retain(|tag, _| {
+        config.eni.iter().any(|e| {
+            matches!(e.selector(), EniSelector::Tag { key, value } if format!("{key}={value}") == *tag)
+        })
+    });
+    let resolved = resolve(ctx, config, views).await;
+    let failed = !resolved.failed.is_empty();
+    let wanted = resolved.enis;
     let removed: Vec<String> = workers
         .keys()
         .filter(|id| !wanted.iter().any(|(w, _)| w == *id))
@@ -257,6 +262,7 @@ async fn apply_reload(
             w.task.abort();
         }
         outcomes.remove(&id);
+        super::observe::forget(&id);
         if config.agent.detach_on_remove {
             // In its own task: a detach waits for Available, and the main
             // loop must stay responsive (signals, readiness) meanwhile.
@@ -286,6 +292,7 @@ async fn apply_reload(
     for (eni_id, entry) in wanted {
         ensure_worker(ctx, workers, eni_id, entry, tx);
     }
+    failed
 }
 
 /// Brings one ENI up, then keeps it: re-describes it periodically and
@@ -294,6 +301,7 @@ async fn apply_reload(
 async fn supervise(ctx: Arc<Context>, entry: EniConfig, eni_id: String, tx: mpsc::Sender<Report>) {
     let mut failures: u32 = 0;
     loop {
+        super::observe::attaching(&eni_id);
         match worker::bring_up(&ctx, &entry, &eni_id).await {
             Ok(configured) => {
                 failures = 0;
@@ -346,11 +354,26 @@ async fn keep(ctx: &Context, entry: &EniConfig, mut current: Configured) {
                 }
                 _ => {}
             },
+            // An ENI's MAC never changes: an answer saying otherwise is
+            // wrong (or hostile) and must not move the configuration to
+            // another NIC.
+            Ok(Refresh::Changed(fresh)) if fresh.mac != current.facts.mac => {
+                error!(eni = %fresh.eni_id, configured = %current.facts.mac, reported = %fresh.mac,
+                       "ECS now reports another MAC for the ENI; ignoring the answer and keeping the current configuration");
+            }
             Ok(Refresh::Changed(fresh)) => {
                 info!(eni = %fresh.eni_id, "the ENI's addresses changed; re-planning");
                 match worker::make_plan(ctx, entry, &fresh).await {
                     Ok(plan) => match ctx.converger.manage(plan.clone()).await {
                         Ok(()) => {
+                            let recorded =
+                                ctx.store
+                                    .update(&fresh.eni_id, &ctx.identity.instance_id, |r| {
+                                        r.addresses = super::preflight::recorded_addresses(&plan)
+                                    });
+                            if let Err(e) = recorded {
+                                warn!(eni = %fresh.eni_id, error = %e, "cannot record the ENI's new addresses");
+                            }
                             current.facts = fresh;
                             current.plan = plan;
                         }

@@ -36,6 +36,7 @@ pub async fn monitor(ctx: Arc<Context>, mut events: broadcast::Receiver<Converge
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        super::observe::converger_event(&event);
         let ConvergeEvent::Converged { eni_id, ops, .. } = event else {
             continue;
         };
@@ -58,6 +59,7 @@ pub async fn monitor(ctx: Arc<Context>, mut events: broadcast::Receiver<Converge
             d.recent.pop_front();
         }
         let rate = d.recent.len();
+        crate::metrics::global().drift_repaired(&eni_id, &ops, rate >= FIGHT_THRESHOLD);
         if rate >= FIGHT_THRESHOLD && d.warned_at.is_none_or(|t| now.duration_since(t) >= WINDOW) {
             d.warned_at = Some(now);
             warn!(

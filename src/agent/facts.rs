@@ -27,14 +27,23 @@ pub struct FactsError {
 /// before it costs anything.
 pub const MAX_LIST: usize = 1024;
 
-/// The ENI facts from a Describe answer.
-pub fn eni_facts(ni: &NetworkInterface) -> Result<EniFacts, FactsError> {
+/// The ENI facts from a Describe answer for `asked`, the id that was asked
+/// for: an answer about another ENI is refused (the facts always carry the
+/// id asked for, never the one in the answer).
+pub fn eni_facts(ni: &NetworkInterface, asked: &str) -> Result<EniFacts, FactsError> {
     let err = |field: &'static str, value: &str, reason: &'static str| FactsError {
-        eni_id: ni.network_interface_id.clone(),
+        eni_id: asked.to_owned(),
         field,
         value: value.chars().take(64).collect(),
         reason,
     };
+    if ni.network_interface_id != asked {
+        return Err(err(
+            "NetworkInterfaceId",
+            &ni.network_interface_id,
+            "which is not the ENI asked for",
+        ));
+    }
     for (field, len) in [
         ("PrivateIpSets", ni.private_ip_sets.items.len()),
         ("Ipv6Sets", ni.ipv6_sets.items.len()),
@@ -106,7 +115,7 @@ pub fn eni_facts(ni: &NetworkInterface) -> Result<EniFacts, FactsError> {
         other => EniType::Other(other.to_owned()),
     };
     Ok(EniFacts {
-        eni_id: ni.network_interface_id.clone(),
+        eni_id: asked.to_owned(),
         mac: crate::plan::MacAddr(mac.octets()),
         primary_ipv4,
         secondary_ipv4,
@@ -140,6 +149,9 @@ pub fn subnet_facts(md: &InterfaceFacts) -> Option<SubnetFacts> {
         vswitch_ipv6_cidr: md
             .vswitch_ipv6_cidr_block
             .map(|n| IpNet::new(n.network(), n.prefix_len())),
+        vpc_cidr: md
+            .vpc_cidr_block
+            .map(|n| IpNet::new(n.network(), n.prefix_len())),
     })
 }
 
@@ -165,7 +177,7 @@ mod tests {
             "Ipv6Sets":{"Ipv6Set":[{"Ipv6Address":"2001:db8::5"}]},"Ipv4PrefixSets":{"Ipv4PrefixSet":[{"Ipv4Prefix":"10.0.0.32/28"}]},
             "Attachment":{"NetworkCardIndex":1}}"#,
         );
-        let f = eni_facts(&n).expect("valid");
+        let f = eni_facts(&n, "eni-1").expect("valid");
         assert_eq!(f.mac.to_string(), "00:16:3e:00:00:01");
         assert_eq!(f.primary_ipv4, Ipv4Addr::new(10, 0, 0, 5));
         assert_eq!(f.secondary_ipv4, [Ipv4Addr::new(10, 0, 0, 6)]);
@@ -191,12 +203,24 @@ mod tests {
                 "Ipv6Sets",
             ),
         ] {
-            let e = eni_facts(&ni(json)).expect_err("bad");
+            let e = eni_facts(&ni(json), "eni-1").expect_err("bad");
             assert!(
                 e.to_string().contains(field) && e.to_string().contains("nothing was applied"),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn an_answer_about_another_eni_is_refused() {
+        let n = ni(
+            r#"{"NetworkInterfaceId":"eni-other","MacAddress":"00:16:3e:00:00:01","PrivateIpAddress":"10.0.0.5"}"#,
+        );
+        let e = eni_facts(&n, "eni-1").expect_err("mismatch").to_string();
+        assert!(
+            e.contains("eni-1") && e.contains("eni-other") && e.contains("NetworkInterfaceId"),
+            "{e}"
+        );
     }
 
     #[test]

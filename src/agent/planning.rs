@@ -252,12 +252,20 @@ pub async fn table(
             if let Some(t) = tables.get(eni_id) {
                 return Ok(TableChoice::Allocated(t));
             }
-            let in_use = super::context::foreign_tables().await.map_err(|source| {
-                PlanningError::Netlink {
+            // One state directory at a time allocates; only an empty table.
+            tables
+                .hold_host_lock(std::path::Path::new(crate::tables::HOST_LOCK_DIR))
+                .map_err(|source| PlanningError::Tables {
                     eni_id: eni_id.to_owned(),
                     source,
-                }
-            })?;
+                })?;
+            let in_use =
+                super::context::tables_in_use()
+                    .await
+                    .map_err(|source| PlanningError::Netlink {
+                        eni_id: eni_id.to_owned(),
+                        source,
+                    })?;
             let allocation =
                 tables
                     .allocate(eni_id, &in_use)
@@ -266,7 +274,7 @@ pub async fn table(
                         source,
                     })?;
             if !allocation.skipped_foreign.is_empty() {
-                warn!(eni = %eni_id, skipped = ?allocation.skipped_foreign, "routing tables in use by others were skipped");
+                warn!(eni = %eni_id, skipped = ?allocation.skipped_foreign, "routing tables already holding routes or rules were skipped");
             }
             Ok(TableChoice::Allocated(allocation.table))
         }

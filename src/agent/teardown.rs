@@ -2,17 +2,17 @@
 //! addresses — only what the agent owns), then DetachNetworkInterface and the
 //! wait for Available, then the hand-off files, the table allocation and the
 //! state record. The intent is recorded before the API call, so a crash in
-//! the middle resumes the detach.
+//! the middle resumes the detach. What is removed comes from what was
+//! recorded at configure time, never from a later API answer.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::cloud_flow;
 use super::context::Context;
-use super::facts;
 use super::worker::WorkerError;
 use crate::apply::{ConvergeError, Reconciler};
 use crate::cloud::ecs::EniStatus;
-use crate::plan::{AddressSpec, Plan};
+use crate::plan::{AddressSpec, MacAddr, Plan};
 use crate::state::{Intent, Progress};
 
 /// What a teardown did.
@@ -29,6 +29,7 @@ pub struct Teardown {
 /// Detach/Failed with the error, and no daemon start resumes it; a transient
 /// one (a timeout, throttling) leaves it to be resumed.
 pub async fn teardown(ctx: &Context, eni_id: &str) -> Result<Teardown, WorkerError> {
+    super::observe::detaching(eni_id);
     ctx.store.update(eni_id, &ctx.identity.instance_id, |r| {
         r.intent = Intent::Detach;
         r.progress = Progress::DetachRequested;
@@ -50,7 +51,7 @@ async fn unconfigure_and_detach(ctx: &Context, eni_id: &str) -> Result<Teardown,
     let (ni, _) = cloud_flow::describe(&ctx.ecs, eni_id).await?;
     let removed = match ctx.converger.release(eni_id).await {
         Ok(ops) => ops,
-        Err(ConvergeError::UnknownEni(_)) => cleanup_unmanaged(ctx, &ni).await?,
+        Err(ConvergeError::UnknownEni(_)) => cleanup_recorded(ctx, eni_id).await?,
         Err(source) => {
             return Err(WorkerError::Converger {
                 eni_id: eni_id.to_owned(),
@@ -79,50 +80,73 @@ async fn unconfigure_and_detach(ctx: &Context, eni_id: &str) -> Result<Teardown,
             source,
         })?;
     ctx.store.remove(eni_id)?;
+    super::observe::forget(eni_id);
     info!(eni = %eni_id, removed = removed.len(), detached, "ENI unconfigured and detached");
     Ok(Teardown { removed, detached })
 }
 
-/// Cleanup for an ENI the converger does not manage (the one-shot detach):
-/// its table comes from the allocation (or the state record), its addresses
-/// from Describe; the link is found by MAC.
-async fn cleanup_unmanaged(
-    ctx: &Context,
-    ni: &crate::cloud::ecs::NetworkInterface,
-) -> Result<Vec<String>, WorkerError> {
-    let eni_id = ni.network_interface_id.clone();
-    let allocated = ctx.tables.lock().await.get(&eni_id);
+/// Cleanup for an ENI the converger does not manage (the one-shot detach),
+/// from what was recorded when it was configured — never from a later
+/// Describe answer: its table (the allocation or the record), its MAC,
+/// ifindex and the addresses the agent added. A NIC whose MAC is no longer
+/// the recorded one is not touched (its addresses and main-table routes
+/// stay); the rules and routes of the ENI's own table still go.
+async fn cleanup_recorded(ctx: &Context, eni_id: &str) -> Result<Vec<String>, WorkerError> {
+    let record = ctx.store.load(eni_id)?;
+    let allocated = ctx.tables.lock().await.get(eni_id);
     // An explicit `table =` from the configuration is not allocated; the
     // state record has it.
-    let recorded = || ctx.store.load(&eni_id).ok().flatten().and_then(|r| r.table);
-    let Some(table) = allocated.or_else(recorded) else {
+    let Some(table) = allocated.or_else(|| record.as_ref().and_then(|r| r.table)) else {
         // Never allocated nor recorded: the agent never configured it.
         return Ok(Vec::new());
     };
-    let f = facts::eni_facts(ni)?;
     let netlink_error = |source| WorkerError::Netlink {
-        eni_id: eni_id.clone(),
+        eni_id: eni_id.to_owned(),
         source,
     };
     let reconciler = Reconciler::connect().map_err(netlink_error)?;
-    let index = crate::netlink::link_list(reconciler.handle())
+    let links = crate::netlink::link_list(reconciler.handle())
         .await
-        .map_err(netlink_error)?
-        .into_iter()
-        .find(|l| l.is_nic_with_mac(f.mac))
-        .map(|l| l.index);
-    let addresses = f
-        .addresses()
-        .into_iter()
-        .map(|(_, addr)| AddressSpec {
-            addr,
-            prefix_len: if addr.is_ipv4() { 32 } else { 128 },
+        .map_err(netlink_error)?;
+    let mac: Option<MacAddr> = record
+        .as_ref()
+        .and_then(|r| r.mac.as_deref())
+        .and_then(|m| m.parse().ok());
+    let recorded_index = record.as_ref().and_then(|r| r.ifindex);
+    let index = match (mac, recorded_index) {
+        (None, _) => None,
+        (Some(mac), Some(ix)) => match links.iter().find(|l| l.index == ix) {
+            Some(l) if l.is_nic_with_mac(mac) => Some(ix),
+            Some(l) => {
+                warn!(eni = %eni_id, ifindex = ix, name = %l.name, recorded = %mac,
+                      now = %l.mac.map(|m| m.to_string()).unwrap_or_default(),
+                      "the NIC recorded for this ENI has another MAC now; not touching it");
+                None
+            }
+            // Re-plugged since: the same MAC under a new ifindex.
+            None => links
+                .iter()
+                .find(|l| l.is_nic_with_mac(mac))
+                .map(|l| l.index),
+        },
+        (Some(mac), None) => links
+            .iter()
+            .find(|l| l.is_nic_with_mac(mac))
+            .map(|l| l.index),
+    };
+    let addresses = record
+        .as_ref()
+        .map(|r| {
+            r.addresses
+                .iter()
+                .filter_map(|a| parse_recorded(a))
+                .collect()
         })
-        .collect();
+        .unwrap_or_default();
     let plan = Plan {
-        eni_id: eni_id.clone(),
-        mac: f.mac,
-        network_card_index: f.network_card_index,
+        eni_id: eni_id.to_owned(),
+        mac: mac.unwrap_or(MacAddr([0; 6])),
+        network_card_index: None,
         table,
         mtu: None,
         sysctls: Vec::new(),
@@ -135,7 +159,16 @@ async fn cleanup_unmanaged(
         .cleanup(&plan, index)
         .await
         .map_err(|e| WorkerError::Converger {
-            eni_id,
+            eni_id: eni_id.to_owned(),
             source: ConvergeError::Cleanup(e),
         })
+}
+
+/// A recorded `ADDRESS/LEN`.
+fn parse_recorded(text: &str) -> Option<AddressSpec> {
+    let net: crate::plan::IpNet = text.parse().ok()?;
+    net.len_is_valid().then_some(AddressSpec {
+        addr: net.addr,
+        prefix_len: net.prefix_len,
+    })
 }

@@ -24,6 +24,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase as a metric label (its serialized name).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Described => "described",
+            Self::AttachAccepted => "attach_accepted",
+            Self::LinkSeen => "link_seen",
+            Self::InUseConfirmed => "in_use_confirmed",
+            Self::Configured => "configured",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Described => "described",

@@ -13,6 +13,7 @@ use super::cloud_flow::{self, AttachError, AttachTarget, Confirmation, PollPolic
 use super::context::Context;
 use super::facts::{self, FactsError};
 use super::planning::{self, PlanningError, Subnets, TablePolicy};
+use super::preflight;
 use super::timeline::{Phase, Timeline};
 use crate::apply::{ConvergeError, ConvergeEvent};
 use crate::cloud::ecs::NetworkInterface;
@@ -49,6 +50,10 @@ pub enum WorkerError {
         #[source]
         source: ConvergeError,
     },
+    /// The guard refused the ENI (primary NIC, foreign NIC or addresses),
+    /// or could not read the kernel to decide.
+    #[error("{0}")]
+    Guard(crate::apply::ApplyError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -70,6 +75,7 @@ impl WorkerError {
             Self::Attach(e) => e.is_timeout(),
             Self::Planning(e) => e.is_transient(),
             Self::Timeout { .. } | Self::Netlink { .. } => true,
+            Self::Guard(e) => !e.is_permanent(),
             _ => false,
         }
     }
@@ -143,7 +149,10 @@ pub async fn bring_up(
         };
         // Parse the facts before attaching: a malformed answer must not
         // leave an ENI attached and half configured.
-        let eni_facts = facts::eni_facts(&ni)?;
+        let eni_facts = facts::eni_facts(&ni, eni_id)?;
+        // Before anything is written or attached: never the primary NIC,
+        // never a NIC or an address that is not the agent's.
+        preflight::guard(ctx, &eni_facts).await?;
         if let Some(dirs) = &ctx.handoff {
             dirs.install(eni_id, MacAddr(eni_facts.mac.0))?;
         }
@@ -241,6 +250,7 @@ pub async fn bring_up(
             last: last_phase(&tl),
         }),
     };
+    super::observe::brought_up(eni_id, &tl, &result);
     let saved = ctx.store.update(eni_id, instance, |r| {
         r.intent = Intent::Attach;
         r.timeline = tl.marks().to_vec();
@@ -251,6 +261,7 @@ pub async fn bring_up(
                 r.ifname = Some(c.ifname.clone());
                 r.table = Some(c.plan.table);
                 r.mac = Some(c.facts.mac.to_string());
+                r.addresses = preflight::recorded_addresses(&c.plan);
                 r.last_error = None;
             }
             Err(e) => {
@@ -278,6 +289,7 @@ fn last_phase(tl: &Timeline) -> String {
 
 /// Hands `plan` to the converger.
 async fn manage(ctx: &Context, plan: &Plan) -> Result<(), WorkerError> {
+    super::observe::planned(plan);
     ctx.converger
         .manage(plan.clone())
         .await
@@ -305,6 +317,7 @@ pub async fn make_plan(
     let subnet = subnets(ctx).wait_own(eni, ctx.agent.attach_timeout).await?;
     let (plan, _) =
         planning::plan(&TablePolicy::Allocate(&ctx.tables), entry, eni, &subnet).await?;
+    super::observe::planned(&plan);
     Ok(plan)
 }
 
@@ -338,6 +351,17 @@ async fn wait_converged(
                     warn!(eni = %eni_id, "{w}");
                 }
                 return Ok((ifindex, name));
+            }
+            Ok(ConvergeEvent::Failed {
+                eni_id: id,
+                error,
+                permanent: true,
+                ..
+            }) if id == eni_id => {
+                return Err(WorkerError::Converger {
+                    eni_id: eni_id.to_owned(),
+                    source: ConvergeError::Refused(error),
+                });
             }
             Ok(ConvergeEvent::Failed {
                 eni_id: id, error, ..
@@ -377,7 +401,7 @@ pub async fn refresh(ctx: &Context, current: &EniFacts) -> Result<Refresh, Worke
     if !here {
         return Ok(Refresh::NotHere(Box::new(ni)));
     }
-    let fresh = facts::eni_facts(&ni)?;
+    let fresh = facts::eni_facts(&ni, &current.eni_id)?;
     Ok(if fresh == *current {
         Refresh::Unchanged
     } else {

@@ -86,6 +86,10 @@ pub enum ConvergeEvent {
         ifindex: u32,
         /// The error.
         error: String,
+        /// Retrying cannot help until a person acts (the NIC is not the
+        /// ENI's: it carries objects the agent did not add). The converger
+        /// still looks again, with backoff, in case someone fixes it.
+        permanent: bool,
     },
     /// The NIC disappeared; its rules and leftover routes were removed.
     LinkGone {
@@ -122,6 +126,9 @@ pub enum ConvergeError {
         /// `MAC 00:16:3e:..` or `routing table N`.
         what: String,
     },
+    /// The ENI's NIC cannot be configured until a person acts.
+    #[error("{0}")]
+    Refused(String),
     /// `release` of an ENI that is not managed.
     #[error("{0} is not managed by the converger")]
     UnknownEni(String),
@@ -228,7 +235,7 @@ struct Managed {
 ///
 /// // A stable table for the ENI, avoiding tables others use.
 /// let mut tables = TableAllocator::load("/var/lib/eni-agent/tables.json", DEFAULT_TABLE_RANGE)?;
-/// let in_use = Reconciler::connect()?.foreign_tables().await?;
+/// let in_use = Reconciler::connect()?.tables_in_use().await?;
 /// let table = tables.allocate(&eni.eni_id, &in_use)?.table;
 ///
 /// let plan = plan::plan(&eni, &subnet, &EniOptions::default(), table)?;
@@ -623,6 +630,7 @@ impl Converger {
                     eni_id: id,
                     ifindex: ix,
                     error: e.to_string(),
+                    permanent: e.is_permanent(),
                 });
                 Some(delay)
             }

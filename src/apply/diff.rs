@@ -31,18 +31,65 @@ pub struct Observed {
     pub channels: Option<Channels>,
 }
 
-/// Objects in the ENI's table that eni-agent does not own.
+/// Why a plan cannot be applied to what was observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Foreign(pub Vec<String>);
+pub enum Foreign {
+    /// Objects in the ENI's table that eni-agent does not own.
+    Table(Vec<String>),
+    /// The NIC carries addresses or routes eni-agent did not add (it is
+    /// another NIC — the primary, or one someone else configures); it is
+    /// never touched.
+    Nic(Vec<String>),
+}
+
+/// rtnetlink protocols of routes the kernel makes by itself on any NIC
+/// (`kernel`: from an address; `ra`: from a router advertisement before
+/// `accept_ra=0` landed). Anything else through the NIC is someone's.
+pub(super) const KERNEL_PROTOCOLS: [u8; 2] = [2, 9];
+
+/// Addresses and main-table routes on the NIC that eni-agent did not add.
+/// An address of the plan in exactly the planned shape counts as the
+/// agent's (it may predate the mark, or the kernel may not keep it).
+pub fn foreign_on_nic(plan: &Plan, obs: &Observed) -> Vec<String> {
+    // Unmarked (someone else's, or the agent's on a kernel that drops the
+    // mark): only the plan's exact shape counts as the agent's; anything
+    // else is never replaced.
+    let addrs = obs
+        .addrs
+        .iter()
+        .filter(|a| !a.is_kernel_made() && !a.is_marked())
+        .filter(|a| !plan.addresses.iter().any(|s| a.matches(s)))
+        .map(|a| format!("address {}/{}", a.addr, a.prefix_len));
+    let routes = obs
+        .routes
+        .iter()
+        .filter(|r| r.table == TABLE_MAIN && r.oif == Some(obs.link.index))
+        .filter(|r| !r.is_ours() && !KERNEL_PROTOCOLS.contains(&r.protocol))
+        .map(|r| format!("route {r} (proto {})", r.protocol));
+    addrs.chain(routes).collect()
+}
 
 /// What must be sent to turn `obs` into `plan`. An empty list means converged.
 pub fn diff(plan: &Plan, obs: &Observed) -> Result<Vec<Op>, Foreign> {
     let index = obs.link.index;
+    let nic = foreign_on_nic(plan, obs);
+    if !nic.is_empty() {
+        return Err(Foreign::Nic(nic));
+    }
+    // Every route of the ENI's table goes through its NIC: one of ours
+    // through another NIC is another ENI's (a lost or second allocation).
     let foreign: Vec<String> = obs
         .routes
         .iter()
-        .filter(|r| r.table == plan.table && !r.is_ours())
-        .map(|r| format!("route {r}"))
+        .filter(|r| r.table == plan.table)
+        .filter(|r| !r.is_ours() || r.oif.is_some_and(|o| o != index))
+        .map(|r| {
+            if r.is_ours() {
+                format!("route {r} (another NIC's, ifindex {})", r.oif.unwrap_or(0))
+            } else {
+                format!("route {r}")
+            }
+        })
         .chain(
             obs.rules
                 .iter()
@@ -51,7 +98,7 @@ pub fn diff(plan: &Plan, obs: &Observed) -> Result<Vec<Op>, Foreign> {
         )
         .collect();
     if !foreign.is_empty() {
-        return Err(Foreign(foreign));
+        return Err(Foreign::Table(foreign));
     }
 
     let mut ops = Vec::new();
@@ -75,6 +122,8 @@ pub fn diff(plan: &Plan, obs: &Observed) -> Result<Vec<Op>, Foreign> {
         ops.push(Op::SetUp);
     }
 
+    // Only an address of ours in the wrong shape is replaced; anything else
+    // in the way was refused above (`foreign_on_nic`).
     for spec in &plan.addresses {
         match obs.addrs.iter().find(|a| a.addr == spec.addr) {
             Some(a) if a.matches(spec) => {}

@@ -34,6 +34,7 @@ fn test_plan(default_route: bool) -> Plan {
         gateway: Ipv4Addr::new(10, 0, 1, 253),
         ipv6_gateway: Some("2001:db8:1::fffd".parse().expect("v6")),
         vswitch_ipv6_cidr: Some("2001:db8:1::/64".parse().expect("net")),
+        vpc_cidr: None,
     };
     let o = EniOptions {
         mtu: Some(9000),
@@ -167,7 +168,7 @@ fn foreign_objects_in_the_table_stop_the_apply() {
     let p = test_plan(false);
     let mut obs = converged(&p);
     obs.routes.push(foreign_route(p.table));
-    let Err(Foreign(what)) = diff(&p, &obs) else {
+    let Err(Foreign::Table(what)) = diff(&p, &obs) else {
         panic!("foreign route not reported")
     };
     assert!(what[0].contains("198.51.100.0/24"), "{what:?}");
@@ -301,6 +302,7 @@ mod properties {
                 gateway: Ipv4Addr::new(10, 1, 0, 253),
                 ipv6_gateway: Some("2001:db8:9::fffd".parse().expect("v6")),
                 vswitch_ipv6_cidr: Some("2001:db8:9::/64".parse().expect("net")),
+                vpc_cidr: None,
             };
             let o = EniOptions { mtu, default_route, ..EniOptions::default() };
             let p = plan::plan(&eni, &subnet, &o, table).expect("valid by construction");

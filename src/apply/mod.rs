@@ -2,18 +2,23 @@
 //! or wrong, and clean up an ENI's objects.
 //!
 //! Ownership: routes and rules are ours when they carry
-//! [`crate::plan::ROUTE_PROTOCOL`]; addresses are ours when the plan lists them
-//! on the NIC's ifindex. Nothing else is ever changed or deleted. Objects in
-//! the ENI's table owned by anyone else stop the apply with
-//! [`ApplyError::TableInUse`] instead of being overwritten.
+//! [`crate::plan::ROUTE_PROTOCOL`]; addresses when they carry the address
+//! mark (`IFA_PROTO`, or on older kernels when the agent recorded adding
+//! them). Nothing else is ever changed or deleted. Objects in the ENI's table
+//! that are not this ENI's stop the apply with [`ApplyError::TableInUse`]; a
+//! NIC carrying addresses or routes the agent did not add stops it with
+//! [`ApplyError::ForeignNic`]; [`Reconciler::guard`] refuses the primary NIC
+//! before anything is attached.
 //!
 //! [`Reconciler::apply`] on a converged NIC sends nothing: its report counts
 //! the operations, and a second apply of the same plan reports zero.
 
+mod cleanup;
 mod converger;
 mod diff;
 #[cfg(test)]
 mod diff_tests;
+mod guard;
 mod observe;
 mod ops;
 
@@ -23,17 +28,15 @@ use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
 use crate::ethtool::{self, EthtoolError};
-use crate::netlink::{
-    self, Batcher, NetlinkError, Request, addr_del, addr_list, route_del, route_list, rule_del,
-    rule_list,
-};
-use crate::plan::{AddressSpec, Plan, TABLE_MAIN};
+use crate::netlink::{self, Batcher, NetlinkError, Request, route_list, rule_list};
+use crate::plan::Plan;
 use crate::sysctl::{Sysctl, SysctlError};
 
 pub use converger::{
     ConvergeError, ConvergeEvent, Converger, ConvergerConfig, ConvergerHandle, EniStatus,
 };
-pub use diff::{Foreign, Observed, diff, rules_in_the_way};
+pub use diff::{Foreign, Observed, diff, foreign_on_nic, rules_in_the_way};
+pub use guard::{Candidate, check as guard_check};
 use ops::stages;
 pub use ops::{Op, OpCmd};
 
@@ -63,9 +66,44 @@ pub enum ApplyError {
         /// The name that no longer works.
         name: String,
     },
-    /// The ENI's table holds routes or rules eni-agent does not own.
+    /// The NIC with the ENI's MAC carries addresses or routes eni-agent did
+    /// not add: it is another NIC (the primary, or one configured by someone
+    /// else) and is never touched.
     #[error(
-        "routing table {table} is in use by objects eni-agent does not own: {}; \
+        "refusing to configure {name} for {eni_id} (MAC {mac}): the NIC carries objects eni-agent \
+         did not add: {}; it is not a fresh ENI NIC (the primary NIC or one managed by something else) \
+         and nothing was changed — check the ENI's MacAddress in ECS, or remove those objects if the NIC \
+         really is this ENI's",
+        .foreign.join(", ")
+    )]
+    ForeignNic {
+        /// The ENI.
+        eni_id: String,
+        /// Its MAC.
+        mac: String,
+        /// The NIC's name.
+        name: String,
+        /// The foreign addresses and routes.
+        foreign: Vec<String>,
+    },
+    /// The ENI must not be taken on: its MAC or addresses belong to a NIC
+    /// that is not the agent's.
+    #[error(
+        "refusing {eni_id} (MAC {mac}): {reason}; nothing was changed — eni-agent never touches the \
+         primary NIC or what it did not add; check the ENI's MacAddress and addresses in ECS"
+    )]
+    Untouchable {
+        /// The ENI.
+        eni_id: String,
+        /// The MAC the API gave.
+        mac: String,
+        /// Why.
+        reason: String,
+    },
+    /// The ENI's table holds routes or rules that are not this ENI's
+    /// (someone else's, or another ENI's through another NIC).
+    #[error(
+        "routing table {table} is in use by objects that are not this ENI's: {}; \
          remove them or set another table for this ENI (options.table)",
         .foreign.join(", ")
     )]
@@ -75,6 +113,14 @@ pub enum ApplyError {
         /// The foreign routes and rules.
         foreign: Vec<String>,
     },
+}
+
+impl ApplyError {
+    /// True when retrying cannot help until a person acts (the NIC is not
+    /// the ENI's to configure).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::ForeignNic { .. } | Self::Untouchable { .. })
+    }
 }
 
 /// What an apply did.
@@ -188,9 +234,17 @@ impl Reconciler {
         index: u32,
         obs: Observed,
     ) -> Result<ApplyReport, ApplyError> {
-        let ops = diff(plan, &obs).map_err(|Foreign(foreign)| ApplyError::TableInUse {
-            table: plan.table,
-            foreign,
+        let ops = diff(plan, &obs).map_err(|refusal| match refusal {
+            Foreign::Table(foreign) => ApplyError::TableInUse {
+                table: plan.table,
+                foreign,
+            },
+            Foreign::Nic(foreign) => ApplyError::ForeignNic {
+                eni_id: plan.eni_id.clone(),
+                mac: plan.mac.to_string(),
+                name: obs.link.name.clone(),
+                foreign,
+            },
         })?;
         let name = obs.link.name.clone();
         let mut report = ApplyReport {
@@ -278,19 +332,19 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Table numbers that routes and rules eni-agent does not own refer to
-    /// (besides main, local and default): pass them to
-    /// [`crate::tables::TableAllocator::allocate`] so a new ENI never gets one.
-    pub async fn foreign_tables(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
+    /// Table numbers that any route or rule refers to — eni-agent's own
+    /// included, since another ENI's may be recorded in another state
+    /// directory or a lost allocation file — besides main, local and
+    /// default: pass them to [`crate::tables::TableAllocator::allocate`] so a
+    /// new ENI only ever gets an empty table.
+    pub async fn tables_in_use(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
         let mut out = std::collections::BTreeSet::new();
         for v6 in [false, true] {
             for r in route_list(&self.handle, v6).await? {
-                if !r.is_ours() {
-                    out.insert(r.table);
-                }
+                out.insert(r.table);
             }
             for r in rule_list(&self.handle, v6).await? {
-                if !r.is_ours() && r.lookup {
+                if r.lookup {
                     out.insert(r.table);
                 }
             }
@@ -323,113 +377,5 @@ impl Reconciler {
             }
         }
         Ok(())
-    }
-
-    /// Removes addresses a previous plan listed and the current one does not.
-    pub async fn remove_addresses(
-        &self,
-        index: u32,
-        gone: &[AddressSpec],
-    ) -> Result<Vec<String>, NetlinkError> {
-        let mut done = Vec::new();
-        for a in addr_list(&self.handle, index).await? {
-            if gone.iter().any(|g| g.addr == a.addr) {
-                addr_del(&self.handle, &a).await?;
-                done.push(format!(
-                    "ip address del {}/{} dev {}",
-                    a.addr,
-                    a.prefix_len,
-                    netlink::dev(index)
-                ));
-            }
-        }
-        Ok(done)
-    }
-
-    /// Removes the ENI's rules, its table's routes, its main-table routes and
-    /// (when `index` is given, i.e. the link still exists) the plan's
-    /// addresses, and nothing else. The shared `lookup main
-    /// suppress_prefixlength 0` rule goes with the last ENI. Sysctls and
-    /// channel counts stay. Goes on past failures and reports them all.
-    pub async fn cleanup(
-        &self,
-        plan: &Plan,
-        index: Option<u32>,
-    ) -> Result<Vec<String>, CleanupError> {
-        let h = &self.handle;
-        let mut ops = Vec::new();
-        let mut errors = Vec::new();
-        let mut rules = Vec::new();
-        for v6 in [false, true] {
-            match rule_list(h, v6).await {
-                Ok(r) => rules.extend(r),
-                Err(e) => errors.push(e),
-            }
-        }
-        for r in rules
-            .iter()
-            .filter(|r| r.is_ours() && r.table == plan.table)
-        {
-            match rule_del(h, r).await {
-                Ok(()) => ops.push(format!("ip rule del {r}")),
-                Err(e) => errors.push(e),
-            }
-        }
-        for v6 in [false, true] {
-            let routes = match route_list(h, v6).await {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let ours = routes.iter().filter(|r| {
-                r.is_ours()
-                    && (r.table == plan.table
-                        || (r.table == TABLE_MAIN && index.is_some() && r.oif == index))
-            });
-            for r in ours {
-                match route_del(h, r).await {
-                    Ok(()) => ops.push(format!("ip route del {r}")),
-                    // Gone already (removed with the link or an address).
-                    Err(e) if e.errno() == Some(nix::libc::ESRCH) => {}
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        if let Some(index) = index {
-            let gone: Vec<AddressSpec> = plan.addresses.clone();
-            match self.remove_addresses(index, &gone).await {
-                Ok(done) => ops.extend(done),
-                Err(e) => errors.push(e),
-            }
-        }
-        // The last ENI out removes the shared main rule of each family.
-        for v6 in [false, true] {
-            let others = rules.iter().any(|r| {
-                r.is_ours() && r.ipv6 == v6 && r.table != TABLE_MAIN && r.table != plan.table
-            });
-            if others {
-                continue;
-            }
-            for r in rules
-                .iter()
-                .filter(|r| r.is_ours() && r.ipv6 == v6 && r.table == TABLE_MAIN)
-            {
-                match rule_del(h, r).await {
-                    Ok(()) => ops.push(format!("ip rule del {r}")),
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(ops)
-        } else {
-            Err(CleanupError {
-                eni_id: plan.eni_id.clone(),
-                ops,
-                errors,
-            })
-        }
     }
 }

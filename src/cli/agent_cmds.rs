@@ -74,7 +74,9 @@ pub async fn attach(cli: &Cli, eni_id: &str, timeout: Option<Duration>) -> Resul
         .map_err(Failure::permanent)?;
     let entry = config.entry_for(eni_id);
     let (ctx, _stop) = context(&config).await?;
-    match worker::bring_up(&ctx, &entry, eni_id).await {
+    let result = worker::bring_up(&ctx, &entry, eni_id).await;
+    crate::metrics::after_one_shot(config.metrics.textfile.as_deref());
+    match result {
         Ok(done) => {
             println!(
                 "{eni_id} configured as {} (ifindex {}, table {})",
@@ -223,7 +225,11 @@ pub async fn status(cli: &Cli, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     let store = StateStore::open(dir).map_err(Failure::permanent)?;
-    let records = store.load_all().map_err(Failure::permanent)?;
+    let (records, bad) = store.load_all().map_err(Failure::permanent)?;
+    // One unreadable record is reported; the others are still shown.
+    for e in &bad {
+        eprintln!("warning: {e}");
+    }
     let handle = crate::netlink::connect().ok();
     let mut rows = Vec::new();
     for r in records {
@@ -319,7 +325,7 @@ pub async fn plan(cli: &Cli, eni_id: &str, full: bool) -> Result<(), Failure> {
     let (ni, request_id) = cloud_flow::describe(&client, eni_id)
         .await
         .map_err(Failure::permanent)?;
-    let eni = facts::eni_facts(&ni).map_err(Failure::permanent)?;
+    let eni = facts::eni_facts(&ni, eni_id).map_err(Failure::permanent)?;
     let cache = tokio::sync::Mutex::default();
     let subnets = planning::Subnets {
         metadata: &metadata,
@@ -380,12 +386,18 @@ pub async fn plan(cli: &Cli, eni_id: &str, full: bool) -> Result<(), Failure> {
         .observe(&plan, nic.index)
         .await
         .map_err(Failure::permanent)?;
-    let ops = crate::apply::diff(&plan, &observed).map_err(|foreign| {
-        Failure::permanent(format!(
-            "table {} holds objects eni-agent does not own ({}); choose another table (table = N) or remove them",
+    let ops = crate::apply::diff(&plan, &observed).map_err(|refusal| match refusal {
+        crate::apply::Foreign::Table(foreign) => Failure::permanent(format!(
+            "table {} holds objects that are not this ENI's ({}); choose another table (table = N) or remove them",
             plan.table,
-            foreign.0.join("; ")
-        ))
+            foreign.join("; ")
+        )),
+        crate::apply::Foreign::Nic(foreign) => Failure::permanent(format!(
+            "{} (MAC {}) carries objects eni-agent did not add ({}); the agent would refuse to configure it",
+            nic.name,
+            plan.mac,
+            foreign.join("; ")
+        )),
     })?;
     println!(
         "# {} change{} on {} (ifindex {}); --full prints the whole desired state",

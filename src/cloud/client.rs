@@ -154,7 +154,10 @@ impl EcsClient {
         let mut throttled = 0;
         loop {
             attempt += 1;
-            let error = match self.send_once::<T>(action, &params).await {
+            let sent = Instant::now();
+            let outcome = self.send_once::<T>(action, &params).await;
+            record_request(action, outcome.as_ref().err(), sent.elapsed());
+            let error = match outcome {
                 Ok((body, request_id)) => {
                     return Ok(ApiResponse {
                         body,
@@ -188,6 +191,7 @@ impl EcsClient {
                     }
                 });
             }
+            crate::metrics::global().api_retry(action);
             warn!(action, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                   error = %error, "ECS call failed; retrying");
             tokio::time::sleep(delay).await;
@@ -260,6 +264,16 @@ impl EcsClient {
             ))
         }
     }
+}
+
+/// Counts one request (attempt) in the metrics.
+fn record_request(action: &str, error: Option<&CloudError>, took: Duration) {
+    if let Some(CloudError::Credentials { .. }) = error {
+        return; // nothing was sent
+    }
+    let code = error.map_or("Success", CloudError::metric_code);
+    let throttled = error.is_some_and(CloudError::is_throttling);
+    crate::metrics::global().api_request(action, code, took, throttled);
 }
 
 /// Decodes a 2xx body as `T`, with its RequestId.

@@ -2,10 +2,11 @@
 //! backoff, wait for a state change then retry, or permanent — and for the
 //! permanent ones, what a person should do about it.
 //!
-//! The table covers every code listed in shared/api/AttachNetworkInterface.txt
-//! and shared/api/DescribeNetworkInterfaceAttribute.txt (a test reads the
-//! documents and fails on an unclassified code), plus the gateway codes
-//! (signature, throttling, availability) from shared/research/aliyun-api.md.
+//! The table covers every code the API reference lists for
+//! AttachNetworkInterface and DescribeNetworkInterfaceAttribute (a test reads
+//! the reference's error tables, kept in `src/cloud/testdata/`, and fails on
+//! an unclassified code), plus the API gateway's own codes that any action
+//! can return (signature, credentials, clock, throttling, availability).
 
 /// What the caller should do with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +151,8 @@ pub fn remedy(code: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    /// Reads the `HTTP status + code` rows of an API document. The two
-    /// documents lay rows out differently (`400MissingParameter%s…` and
+    /// Reads the `HTTP status + code` rows of an API reference error table.
+    /// The two pages lay rows out differently (`400MissingParameter%s…` and
     /// `400 MissingParameter %s …`), so each row is returned as the text after
     /// the status, and the caller matches codes as prefixes.
     fn error_rows(doc: &str) -> Vec<String> {
@@ -195,12 +196,9 @@ mod tests {
             .max_by_key(|code| code.len())
     }
 
-    fn check_document(name: &str, min_rows: usize) {
-        let path = format!("{}/../shared/api/{name}", env!("CARGO_MANIFEST_DIR"));
-        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("cannot read {path}: {e}; the API documents live in ../shared/api")
-        });
-        let rows = error_rows(&doc);
+    /// Checks the error table `doc` of the API reference page `name`.
+    fn check_document(name: &str, doc: &str, min_rows: usize) {
+        let rows = error_rows(doc);
         assert!(
             rows.len() >= min_rows,
             "{name}: expected at least {min_rows} error rows, found {}",
@@ -218,12 +216,20 @@ mod tests {
 
     #[test]
     fn every_attach_error_code_is_classified() {
-        check_document("AttachNetworkInterface.txt", 40);
+        check_document(
+            "AttachNetworkInterface",
+            include_str!("testdata/AttachNetworkInterface.errors.txt"),
+            40,
+        );
     }
 
     #[test]
     fn every_describe_error_code_is_classified() {
-        check_document("DescribeNetworkInterfaceAttribute.txt", 12);
+        check_document(
+            "DescribeNetworkInterfaceAttribute",
+            include_str!("testdata/DescribeNetworkInterfaceAttribute.errors.txt"),
+            12,
+        );
     }
 
     #[test]

@@ -131,6 +131,24 @@ impl CloudError {
         self.code().is_some_and(|c| c.starts_with("Throttling"))
     }
 
+    /// The answer as a metric label from a bounded set: the ECS error codes
+    /// the client knows, else `Throttling`, `Other` or the kind of failure.
+    pub fn metric_code(&self) -> &'static str {
+        match self {
+            Self::Api(e) => match super::codes::lookup(&e.code) {
+                Some(info) => info.code,
+                None if e.code.starts_with("Throttling") => "Throttling",
+                None => "Other",
+            },
+            Self::Transport { .. } => "Transport",
+            Self::Http { .. } => "Http",
+            Self::InvalidResponse { .. } => "InvalidResponse",
+            Self::Credentials { .. } => "Credentials",
+            Self::RetriesExhausted { last, .. } => last.metric_code(),
+            Self::Setup(_) => "Setup",
+        }
+    }
+
     /// The wait the service asked for (`x-acs-retry-after`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         self.api().and_then(|e| e.retry_after)

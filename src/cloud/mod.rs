@@ -3,7 +3,7 @@
 //! with jittered backoff.
 //!
 //! Every call is `POST /` with the parameters in the query string and API
-//! version `2014-05-26` (shared/research/aliyun-api.md §1). Signature V3
+//! version `2014-05-26`, the ECS RPC-style API. Signature V3
 //! (`ACS3-HMAC-SHA256`, headers) is the default; the legacy RPC V2
 //! (`HMAC-SHA1`, query) can be chosen in the configuration.
 

@@ -1,6 +1,6 @@
 //! Signature V2, the legacy RPC `HMAC-SHA1` algorithm: every parameter except
-//! `Signature` is signed, and the key is the AccessKeySecret followed by `&`.
-//! See shared/research/aliyun-api.md §2.2.
+//! `Signature` is signed, and the key is the AccessKeySecret followed by `&`;
+//! the string to sign is `<METHOD>&%2F&` and the percent-encoded canonical query.
 
 use base64::Engine;
 use ring::hmac;

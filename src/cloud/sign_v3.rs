@@ -1,7 +1,8 @@
 //! Signature V3, `ACS3-HMAC-SHA256`: a canonical request over the method, the
 //! path, the sorted query, the signed headers and the payload hash, hashed into
 //! a string-to-sign and signed with HMAC-SHA256 keyed by the raw
-//! AccessKeySecret. See shared/research/aliyun-api.md §2.3.
+//! AccessKeySecret, sent as `Authorization: ACS3-HMAC-SHA256
+//! Credential=<AccessKeyId>,SignedHeaders=<names>,Signature=<hex>`.
 
 use ring::{digest, hmac};
 

@@ -38,6 +38,10 @@
 //! zone_id = "cn-hangzhou-i"
 //! vpc_id = "vpc-bp1..."
 //!
+//! [metrics]
+//! listen = "127.0.0.1:9839"            # the daemon's /metrics; "" turns it off
+//! textfile = "/var/lib/node_exporter/textfile_collector/eni_agent.prom"  # one-shot
+//!
 //! [[eni]]
 //! id = "eni-bp1..."                    # or: tag = "role=db" (every Available ENI so tagged in my zone)
 //! mtu = 9000
@@ -49,6 +53,8 @@ mod eni;
 mod duration;
 mod validate;
 
+mod metrics;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,6 +64,7 @@ use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
 
 pub use eni::{EniConfig, EniError, EniSelector, is_eni_id};
+pub use metrics::MetricsConfig;
 pub use validate::check_url;
 
 /// Environment variable that overrides the ECS endpoint (any URL; http allowed).
@@ -73,6 +80,7 @@ pub struct Config {
     pub metadata: MetadataConfig,
     pub credentials: CredentialsConfig,
     pub agent: AgentConfig,
+    pub metrics: MetricsConfig,
     /// The ENIs to attach and keep configured.
     pub eni: Vec<EniConfig>,
 }
@@ -306,6 +314,7 @@ impl Config {
     /// Checks the values serde cannot.
     fn validate(&self) -> Result<(), Invalid> {
         self.validate_values().map_err(Invalid::Value)?;
+        self.metrics.validate().map_err(Invalid::Value)?;
         let a = &self.agent;
         eni::validate(&self.eni, a.table_min..=a.table_max).map_err(Invalid::Eni)
     }

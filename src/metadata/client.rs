@@ -88,6 +88,18 @@ enum Attempt {
     Unauthorized,
 }
 
+/// An attempt's outcome as `eni_agent_metadata_requests_total{result}`.
+fn metric_result(outcome: &Result<Attempt, MetadataError>) -> &'static str {
+    match outcome {
+        Ok(Attempt::Done(Some(_))) => "ok",
+        Ok(Attempt::Done(None)) => "not_found",
+        Ok(Attempt::Unauthorized) | Err(MetadataError::HardenedOnly { .. }) => "unauthorized",
+        Ok(Attempt::Retry(MetadataError::Busy { .. })) => "busy",
+        Ok(Attempt::Retry(MetadataError::Unreachable { .. })) => "unreachable",
+        Ok(Attempt::Retry(_)) | Err(_) => "error",
+    }
+}
+
 impl MetadataClient {
     /// Builds a client; fails on an endpoint that is not an http(s) URL.
     pub fn new(options: MetadataOptions) -> Result<Self, MetadataError> {
@@ -117,7 +129,9 @@ impl MetadataClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.attempt(path).await?;
+            let outcome = self.attempt(path).await;
+            crate::metrics::global().metadata_request(metric_result(&outcome));
+            let outcome = outcome?;
             let error = match outcome {
                 Attempt::Done(body) => return Ok(body),
                 Attempt::Unauthorized if !reauthorized => {

@@ -6,8 +6,9 @@
 //! `PUT /latest/api/token`, cached, renewed at half its lifetime and fetched
 //! again once on a 401. Without a token the client reads tokenless unless
 //! `require_token` is set. 429, 5xx and transport errors are retried with a
-//! short backoff; a 404 on an optional key means "absent".
-//! See shared/research/aliyun-api.md §3.
+//! short backoff; a 404 on an optional key means "absent". Token requests
+//! carry `X-aliyun-ecs-metadata-token-ttl-seconds` (21600 at most), reads
+//! carry the token as `X-aliyun-ecs-metadata-token`.
 
 mod client;
 mod parse;

@@ -19,7 +19,10 @@ use rtnetlink::Handle;
 
 pub use crate::plan::ROUTE_PROTOCOL;
 pub(crate) use addr::addr_message;
-pub use addr::{Addr, addr_del, addr_list};
+pub use addr::{
+    ADDR_PROTOCOL, Addr, addr_del, addr_list, addr_list_all, addr_protocol_supported,
+    wanted_flags_for,
+};
 pub use batch::{BatchError, Batcher, Request};
 pub use link::{Link, link_list, link_set_mtu, link_set_up, link_show};
 pub(crate) use route::route_message;

@@ -81,8 +81,10 @@ pub enum Problem {
         cidr: IpNet,
     },
     /// A prefix length is not in the allowed range.
-    #[error("prefix length {len} is out of range (allowed {min}..={max})")]
+    #[error("{value}: prefix length {len} is out of range (allowed {min}..={max})")]
     PrefixLength {
+        /// The prefix or netmask as given.
+        value: String,
         /// The length found.
         len: u8,
         /// Smallest allowed.
@@ -135,6 +137,30 @@ pub enum Problem {
         mtu: u32,
         /// Smallest allowed (1280 with IPv6, else 68).
         min: u32,
+    },
+    /// An address or prefix that is not a usable unicast one.
+    #[error("{value} is a {kind} address; an ENI, its prefixes and its gateway are unicast")]
+    NotUnicast {
+        /// The address or prefix.
+        value: String,
+        /// `loopback`, `multicast`, `link-local`, ...
+        kind: &'static str,
+    },
+    /// The vSwitch CIDR is not inside the VPC CIDR.
+    #[error("{cidr} is not inside the VPC CIDR {vpc} (subnet.vpc_cidr)")]
+    OutsideVpc {
+        /// The vSwitch CIDR.
+        cidr: IpNet,
+        /// The VPC CIDR.
+        vpc: IpNet,
+    },
+    /// The subnet's network or broadcast address used as a host address.
+    #[error("{addr} is the network or broadcast address of the vSwitch CIDR {cidr}")]
+    SubnetEdge {
+        /// The address.
+        addr: IpAddr,
+        /// The vSwitch CIDR.
+        cidr: IpNet,
     },
     /// A reserved routing table number.
     #[error("table {0} is reserved (0, 253, 254 and 255 are unspec, default, main and local)")]

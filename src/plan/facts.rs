@@ -57,6 +57,8 @@ pub struct SubnetFacts {
     pub ipv6_gateway: Option<Ipv6Addr>,
     /// `vswitch-ipv6-cidr-block`, if the vSwitch has IPv6.
     pub vswitch_ipv6_cidr: Option<IpNet>,
+    /// `vpc-cidr-block`, if known: the vSwitch CIDR must lie inside it.
+    pub vpc_cidr: Option<IpNet>,
 }
 
 impl EniFacts {

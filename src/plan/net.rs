@@ -56,6 +56,24 @@ impl IpNet {
         Self::new(mask(self.addr, self.prefix_len), self.prefix_len)
     }
 
+    /// The last address of the prefix (the IPv4 broadcast address).
+    pub fn broadcast(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let host = u32::MAX
+                    .checked_shr(u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
+            }
+            IpAddr::V6(a) => {
+                let host = u128::MAX
+                    .checked_shr(u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
+            }
+        }
+    }
+
     /// Whether `addr` lies inside this prefix (false across families).
     pub fn contains(&self, addr: IpAddr) -> bool {
         addr.is_ipv4() == self.addr.is_ipv4()
@@ -89,6 +107,50 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
                 .checked_shl(128 - u32::from(len.min(128)))
                 .unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(bits & m))
+        }
+    }
+}
+
+/// Why `addr` cannot be a unicast address of an ENI (or its gateway), if it
+/// cannot: loopback, multicast, link-local, unspecified, broadcast, class E,
+/// "this network" (0/8), IPv4-mapped IPv6 and the like.
+pub fn non_unicast_kind(addr: IpAddr) -> Option<&'static str> {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            if a.is_unspecified() {
+                Some("unspecified")
+            } else if a.is_broadcast() {
+                Some("broadcast")
+            } else if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_multicast() {
+                Some("multicast")
+            } else if a.is_link_local() {
+                Some("link-local")
+            } else if o[0] == 0 {
+                Some("\"this network\" (0.0.0.0/8)")
+            } else if o[0] >= 240 {
+                Some("reserved class E (240.0.0.0/4)")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) => {
+            let seg0 = a.segments()[0];
+            if a.is_unspecified() {
+                Some("unspecified")
+            } else if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_multicast() {
+                Some("multicast")
+            } else if seg0 & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if a.to_ipv4_mapped().is_some() {
+                Some("IPv4-mapped")
+            } else {
+                None
+            }
         }
     }
 }

@@ -37,6 +37,7 @@ fn subnet() -> SubnetFacts {
         gateway: ip4("10.0.1.253"),
         ipv6_gateway: Some(ip6("2001:db8:1::fffd")),
         vswitch_ipv6_cidr: Some(net("2001:db8:1::/64")),
+        vpc_cidr: None,
     }
 }
 

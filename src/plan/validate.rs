@@ -7,11 +7,21 @@ use std::net::IpAddr;
 
 use super::error::{FieldError, Problem};
 use super::facts::{EniFacts, SubnetFacts};
-use super::net::{IpNet, netmask_len};
+use super::net::{IpNet, netmask_len, non_unicast_kind};
 use super::options::EniOptions;
 
 /// The largest channel count accepted from the API or the config.
 pub const MAX_QUEUES: u32 = 2048;
+
+/// Allowed IPv4 prefix lengths of a vSwitch (ECS: /16../29; anything wider
+/// than /8 would pull a large part of the Internet into the ENI's table).
+const V4_SUBNET_LEN: (u8, u8) = (8, 30);
+/// Allowed IPv6 prefix lengths of a vSwitch.
+const V6_SUBNET_LEN: (u8, u8) = (16, 127);
+/// Allowed lengths of a delegated IPv4 prefix.
+const V4_PREFIX_LEN: (u8, u8) = (8, 32);
+/// Allowed lengths of a delegated IPv6 prefix.
+const V6_PREFIX_LEN: (u8, u8) = (16, 128);
 
 /// The subnets a valid input resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +72,42 @@ pub(super) fn validate(
 
     let v4 = subnet_v4(eni, subnet, &mut errs);
     let v6 = subnet.vswitch_ipv6_cidr.and_then(|c| {
-        check_net(&mut errs, "subnet.vswitch_ipv6_cidr", &c, false, 1, 127).then(|| c.network())
+        let (min, max) = V6_SUBNET_LEN;
+        check_net(&mut errs, "subnet.vswitch_ipv6_cidr", &c, false, min, max)
+            .then(|| c.network())
+            .filter(|n| unicast_net(&mut errs, "subnet.vswitch_ipv6_cidr", n))
     });
+    if let (Some(net), Some(vpc)) = (v4, subnet.vpc_cidr) {
+        if !vpc.is_ipv4() || !vpc.len_is_valid() || !vpc.contains_net(&net) {
+            let field = if subnet.vswitch_cidr.is_some() {
+                "subnet.vswitch_cidr"
+            } else {
+                "subnet.netmask"
+            };
+            errs.push(field, Problem::OutsideVpc { cidr: net, vpc });
+        }
+    }
 
     // Addresses: inside the vSwitch, no duplicates.
     let mut seen: Vec<(String, IpAddr)> = Vec::new();
     for (field, addr) in eni.addresses() {
+        if let Some(kind) = non_unicast_kind(addr) {
+            errs.push(
+                &field,
+                Problem::NotUnicast {
+                    value: addr.to_string(),
+                    kind,
+                },
+            );
+            continue;
+        }
         let cidr = if addr.is_ipv4() { v4 } else { v6 };
+        // The IPv4 subnet's own network and broadcast addresses are no hosts.
+        if let Some(c) = cidr.filter(|c| c.is_ipv4() && c.prefix_len <= 30) {
+            if c.contains(addr) && (addr == c.network().addr || addr == c.broadcast()) {
+                errs.push(&field, Problem::SubnetEdge { addr, cidr: c });
+            }
+        }
         if let Some(cidr) = cidr.filter(|c| !c.contains(addr)) {
             errs.push(
                 &field,
@@ -104,8 +143,14 @@ pub(super) fn validate(
                 .map(|(i, p)| (format!("eni.ipv6_prefixes[{i}]"), *p, false)),
         );
     for (field, net, want_v4) in prefixes {
-        let (min, max) = if want_v4 { (1, 32) } else { (1, 128) };
-        if !check_net(&mut errs, &field, &net, want_v4, min, max) {
+        let (min, max) = if want_v4 {
+            V4_PREFIX_LEN
+        } else {
+            V6_PREFIX_LEN
+        };
+        if !check_net(&mut errs, &field, &net, want_v4, min, max)
+            || !unicast_net(&mut errs, &field, &net.network())
+        {
             continue;
         }
         let cidr = if want_v4 { v4 } else { v6 };
@@ -143,6 +188,15 @@ pub(super) fn validate(
 
     // Gateways.
     let gw = IpAddr::V4(subnet.gateway);
+    if let Some(kind) = non_unicast_kind(gw) {
+        errs.push(
+            "subnet.gateway",
+            Problem::NotUnicast {
+                value: gw.to_string(),
+                kind,
+            },
+        );
+    }
     if let Some(cidr) = v4.filter(|c| !c.contains(gw)) {
         errs.push(
             "subnet.gateway",
@@ -164,6 +218,15 @@ pub(super) fn validate(
         Some(g) => {
             let g = IpAddr::V6(g);
             let link_local = matches!(g, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+            if let Some(kind) = non_unicast_kind(g).filter(|_| !link_local) {
+                errs.push(
+                    "subnet.ipv6_gateway",
+                    Problem::NotUnicast {
+                        value: g.to_string(),
+                        kind,
+                    },
+                );
+            }
             if let Some(cidr) = v6.filter(|c| !link_local && !c.contains(g)) {
                 errs.push(
                     "subnet.ipv6_gateway",
@@ -211,8 +274,11 @@ pub(super) fn validate(
 
 /// The vSwitch IPv4 CIDR from the CIDR or, failing that, the netmask.
 fn subnet_v4(eni: &EniFacts, subnet: &SubnetFacts, errs: &mut Errors) -> Option<IpNet> {
+    let (min, max) = V4_SUBNET_LEN;
     if let Some(c) = subnet.vswitch_cidr {
-        return check_net(errs, "subnet.vswitch_cidr", &c, true, 1, 30).then(|| c.network());
+        return check_net(errs, "subnet.vswitch_cidr", &c, true, min, max)
+            .then(|| c.network())
+            .filter(|n| unicast_net(errs, "subnet.vswitch_cidr", n));
     }
     let Some(mask) = subnet.netmask else {
         errs.push("subnet.vswitch_cidr", Problem::MissingSubnet);
@@ -223,18 +289,20 @@ fn subnet_v4(eni: &EniFacts, subnet: &SubnetFacts, errs: &mut Errors) -> Option<
             errs.push("subnet.netmask", Problem::BadNetmask(mask));
             None
         }
-        Some(len) if !(1..=30).contains(&len) => {
+        Some(len) if !(min..=max).contains(&len) => {
             errs.push(
                 "subnet.netmask",
                 Problem::PrefixLength {
+                    value: mask.to_string(),
                     len,
-                    min: 1,
-                    max: 30,
+                    min,
+                    max,
                 },
             );
             None
         }
-        Some(len) => Some(IpNet::new(eni.primary_ipv4, len).network()),
+        Some(len) => Some(IpNet::new(eni.primary_ipv4, len).network())
+            .filter(|n| unicast_net(errs, "subnet.netmask", n)),
     }
 }
 
@@ -253,6 +321,7 @@ fn check_net(errs: &mut Errors, field: &str, net: &IpNet, want_v4: bool, min: u8
         errs.push(
             field,
             Problem::PrefixLength {
+                value: net.to_string(),
                 len: net.prefix_len,
                 min,
                 max,
@@ -261,4 +330,23 @@ fn check_net(errs: &mut Errors, field: &str, net: &IpNet, want_v4: bool, min: u8
         return false;
     }
     true
+}
+
+/// Whether the network `net` (host bits cleared) is unicast space; reports it if not.
+fn unicast_net(errs: &mut Errors, field: &str, net: &IpNet) -> bool {
+    match non_unicast_kind(net.addr) {
+        // A prefix may start at the unspecified address only when it is the
+        // whole space, which the length checks refuse already.
+        Some(kind) if !(kind == "unspecified" && net.prefix_len == 0) => {
+            errs.push(
+                field,
+                Problem::NotUnicast {
+                    value: net.to_string(),
+                    kind,
+                },
+            );
+            false
+        }
+        _ => true,
+    }
 }

@@ -59,6 +59,11 @@ pub struct EniRecord {
     pub ifname: Option<String>,
     #[serde(default)]
     pub table: Option<u32>,
+    /// The addresses the agent added (`ADDRESS/LEN`), as recorded when it
+    /// configured the NIC: cleanup on kernels without the address mark
+    /// removes these and nothing else.
+    #[serde(default)]
+    pub addresses: Vec<String>,
     #[serde(default)]
     pub timeline: Vec<Mark>,
     #[serde(default)]
@@ -88,6 +93,7 @@ impl EniRecord {
             ifindex: None,
             ifname: None,
             table: None,
+            addresses: Vec::new(),
             timeline: Vec::new(),
             last_error: None,
             updated_at: 0,
@@ -212,14 +218,17 @@ impl StateStore {
         read_record(&self.record_path(eni_id))
     }
 
-    /// Every record, sorted by ENI id. Leftover temp files are ignored.
-    pub fn load_all(&self) -> Result<Vec<EniRecord>, StateError> {
+    /// Every readable record, sorted by ENI id, and an error for each record
+    /// that cannot be read (one bad record never hides the others).
+    /// Leftover temp files are ignored.
+    pub fn load_all(&self) -> Result<(Vec<EniRecord>, Vec<StateError>), StateError> {
         let dir = self.dir.join("enis");
         let entries = std::fs::read_dir(&dir).map_err(|source| StateError::Dir {
             dir: dir.clone(),
             source,
         })?;
         let mut records = Vec::new();
+        let mut bad = Vec::new();
         for entry in entries {
             let path = entry
                 .map_err(|source| StateError::Dir {
@@ -228,13 +237,15 @@ impl StateStore {
                 })?
                 .path();
             if path.extension().is_some_and(|e| e == "json") {
-                if let Some(r) = read_record(&path)? {
-                    records.push(r);
+                match read_record(&path) {
+                    Ok(Some(r)) => records.push(r),
+                    Ok(None) => {}
+                    Err(e) => bad.push(e),
                 }
             }
         }
         records.sort_by(|a, b| a.eni_id.cmp(&b.eni_id));
-        Ok(records)
+        Ok((records, bad))
     }
 
     /// Forgets `eni_id` (after a completed detach).
@@ -292,7 +303,8 @@ mod tests {
         store
             .save(&EniRecord::new("eni-a", "i-1", Intent::Detach))
             .expect("save a");
-        let all = store.load_all().expect("load");
+        let (all, bad) = store.load_all().expect("load");
+        assert!(bad.is_empty());
         assert_eq!(
             all.iter().map(|r| r.eni_id.as_str()).collect::<Vec<_>>(),
             ["eni-a", "eni-b"]
@@ -310,7 +322,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = StateStore::open(dir.path()).expect("open");
         std::fs::write(dir.path().join("enis/eni-x.json"), b"{not json").expect("write");
-        let err = store.load_all().expect_err("corrupt").to_string();
+        store
+            .save(&EniRecord::new("eni-ok", "i-1", Intent::Attach))
+            .expect("save");
+        let (good, bad) = store.load_all().expect("the others still load");
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].eni_id, "eni-ok");
+        assert_eq!(bad.len(), 1);
+        let err = bad[0].to_string();
         assert!(
             err.contains("eni-x.json") && err.contains("move it aside"),
             "{err}"

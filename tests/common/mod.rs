@@ -214,6 +214,7 @@ pub fn facts(n: u8, queues: Option<u32>) -> (EniFacts, SubnetFacts) {
         gateway: v4(253),
         ipv6_gateway: Some(v6(0xfffd)),
         vswitch_ipv6_cidr: Some(IpNet::new(v6(0), 64)),
+        vpc_cidr: None,
     };
     (eni, subnet)
 }

@@ -1,6 +1,7 @@
 //! The network interface as DescribeNetworkInterfaceAttribute and
-//! DescribeNetworkInterfaces return it: every field of
-//! shared/api/DescribeNetworkInterfaceAttribute.txt. List fields are wrapped
+//! DescribeNetworkInterfaces return it: every response field the API reference
+//! documents for DescribeNetworkInterfaceAttribute (its example answer is in
+//! `src/cloud/testdata/`). List fields are wrapped
 //! the RPC way (`{"PrivateIpSets": {"PrivateIpSet": [...]}}`).
 
 use serde::Deserialize;
