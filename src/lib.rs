@@ -22,6 +22,7 @@ pub mod credentials;
 pub mod ethtool;
 pub mod handoff;
 pub mod http;
+pub mod ids;
 pub mod mac;
 pub mod metadata;
 pub mod metrics;

@@ -467,7 +467,7 @@ fn endpoint_defaults_to_the_vpc_endpoint_and_the_environment_overrides_it() {
     let config = ApiConfig::default();
     let none = |_: &str| None;
     assert_eq!(
-        EcsOptions::from_config(&config, "cn-beijing", none).endpoint,
+        EcsOptions::from_config(&config, &region("cn-beijing"), none).endpoint,
         "https://ecs-vpc.cn-beijing.aliyuncs.com"
     );
     let configured = ApiConfig {
@@ -475,12 +475,12 @@ fn endpoint_defaults_to_the_vpc_endpoint_and_the_environment_overrides_it() {
         ..ApiConfig::default()
     };
     assert_eq!(
-        EcsOptions::from_config(&configured, "r", none).endpoint,
+        EcsOptions::from_config(&configured, &region("cn-r"), none).endpoint,
         "http://127.0.0.1:9"
     );
     let env = |k: &str| (k == "ENI_AGENT_ECS_ENDPOINT").then(|| "http://127.0.0.1:10".to_owned());
     assert_eq!(
-        EcsOptions::from_config(&configured, "r", env).endpoint,
+        EcsOptions::from_config(&configured, &region("cn-r"), env).endpoint,
         "http://127.0.0.1:10"
     );
 }
@@ -545,4 +545,328 @@ async fn throttles_use_their_own_backoff_and_only_the_deadline_bounds_them() {
         .expect_err("not retried");
     assert_eq!(err.code(), Some("Throttling.User"));
     assert_eq!(server.log().len(), 1);
+}
+
+// --- Hostile answers: secrets in echoed messages, bounds, ids, endpoints ---
+
+fn region(r: &str) -> eni_agent::ids::RegionId {
+    r.parse().expect("region")
+}
+
+/// An STS token with characters that every encoding changes.
+const STS: &str = "CAISsts+Token/Value==tail";
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf8")
+}
+
+/// A server that answers every call `SignatureDoesNotMatch` echoing what it
+/// received the way Alibaba's gateway does: V2 the string to sign (the query
+/// encoded twice, SecurityToken and AccessKeyId in it), V3 the string to
+/// sign and the canonical request (x-acs-security-token in it), plus the raw
+/// query and the Authorization header for good measure.
+async fn echoing_server() -> String {
+    use axum::body::Body;
+    use axum::http::{Request, Response};
+    let app = axum::Router::new().fallback(|req: Request<Body>| async move {
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+            .collect();
+        let v2 = eni_agent::cloud::sign_v2::string_to_sign(
+            "POST",
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let mut headers: Vec<String> = req
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-acs-") || k.as_str() == "host")
+            .map(|(k, v)| format!("{}:{}", k, v.to_str().unwrap_or("")))
+            .collect();
+        headers.sort();
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let message = format!(
+            "Specified signature is not matched with our calculation. server string to sign is:{v2} canonical request is:POST\n/\n{query}\n{}\n\nAuthorization: {auth} url: /?{query}\u{1b}[2J",
+            headers.join("\n")
+        );
+        let body = serde_json::json!({
+            "RequestId": "REQ-SIG",
+            "Code": "SignatureDoesNotMatch",
+            "Message": message,
+            "Recommend": format!("https://api.example/?q={query}"),
+        });
+        Response::builder()
+            .status(400)
+            .body(Body::from(body.to_string()))
+            .expect("response")
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn sts_client(endpoint: String, signature: SignatureVersion) -> EcsClient {
+    let options = EcsOptions {
+        endpoint,
+        region: "cn-hangzhou".into(),
+        signature,
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(500),
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_attempts: 2,
+            deadline: Duration::from_secs(5),
+        },
+        throttle: ThrottleBackoff::default(),
+    };
+    let provider = CredentialProvider::Static {
+        credentials: Credentials {
+            access_key_id: "STS.NUkeyid0001".into(),
+            access_key_secret: Secret::new(SECRET),
+            security_token: Some(Secret::new(STS)),
+            expiration: None,
+        },
+        origin: "test".into(),
+    };
+    EcsClient::new(options, provider).expect("client")
+}
+
+fn assert_clean(text: &str, what: &str) {
+    for leak in [
+        STS,
+        "CAISsts",
+        "Token%2FValue",
+        "Token%252FValue",
+        "STS.NUkeyid0001",
+        SECRET,
+    ] {
+        assert!(!text.contains(leak), "{what} leaks {leak:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("Signature=") || text.contains("Signature=***"),
+        "{what} leaks a signature:\n{text}"
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control()),
+        "{what} has control characters:\n{text:?}"
+    );
+}
+
+#[tokio::test]
+async fn echoed_strings_to_sign_never_carry_the_sts_token_v2_and_v3() {
+    let url = echoing_server().await;
+    for signature in [SignatureVersion::V2, SignatureVersion::V3] {
+        let err = sts_client(url.clone(), signature)
+            .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+            .await
+            .expect_err("signature mismatch");
+        assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err}");
+        let api = err.api().expect("api error");
+        assert!(
+            api.message.contains("server string to sign is"),
+            "the message is kept, only scrubbed: {}",
+            api.message
+        );
+        assert!(
+            api.message.chars().count() <= eni_agent::secret::MAX_MESSAGE_CHARS + 1,
+            "bounded: {}",
+            api.message.len()
+        );
+        for (what, text) in [
+            ("Display", err.to_string()),
+            ("Debug", format!("{err:?}")),
+            ("message", api.message.clone()),
+            ("recommend", api.recommend.clone()),
+        ] {
+            assert_clean(&text, &format!("{signature:?} {what}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn transport_errors_do_not_carry_the_signed_url() {
+    // A port nobody listens on: reqwest's error names the URL, whose query
+    // (V2) holds the token and the signature.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let err = sts_client(format!("http://127.0.0.1:{port}"), SignatureVersion::V2)
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("nobody listens");
+    assert_clean(&err.to_string(), "transport error");
+    assert_clean(&format!("{err:?}"), "transport error Debug");
+}
+
+#[tokio::test]
+async fn pagination_is_bounded_in_pages_bytes_and_enis() {
+    use eni_agent::cloud::ecs::describe_interfaces_limits as limits;
+    // Endless distinct NextTokens.
+    let server = Scripted::start().await;
+    let page = |token: &str, ids: &[String], pad: usize| {
+        let set: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"NetworkInterfaceId":"{id}","Status":"Available"}}"#))
+            .collect();
+        format!(
+            r#"{{"RequestId":"R","NextToken":"{token}","Junk":"{}","NetworkInterfaceSets":{{"NetworkInterfaceSet":[{}]}}}}"#,
+            "x".repeat(pad),
+            set.join(",")
+        )
+    };
+    let replies: Vec<Reply> = (0..limits::MAX_PAGES + 5)
+        .map(|n| Reply::new(200, page(&format!("t{n}"), &[format!("eni-p{n}")], 0)))
+        .collect();
+    server.on(is_action("DescribeNetworkInterfaces"), replies);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client
+        .describe_network_interfaces(&DescribeNetworkInterfaces::default())
+        .await
+        .expect_err("endless pages");
+    assert!(err.to_string().contains("pages"), "{err}");
+    assert_eq!(server.log().len(), limits::MAX_PAGES);
+
+    // Pages just under the per-page limit: the total stops it.
+    let server = Scripted::start().await;
+    let big = limits::MAX_PAGE_BYTES - 4096;
+    let replies: Vec<Reply> = (0..20)
+        .map(|n| Reply::new(200, page(&format!("t{n}"), &[format!("eni-b{n}")], big)))
+        .collect();
+    server.on(is_action("DescribeNetworkInterfaces"), replies);
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client
+        .describe_network_interfaces(&DescribeNetworkInterfaces::default())
+        .await
+        .expect_err("too many bytes");
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert!(server.log().len() <= limits::MAX_TOTAL_BYTES / big + 1);
+
+    // One page over the per-page limit is refused, not buffered.
+    let server = Scripted::start().await;
+    server.on(
+        is_action("DescribeNetworkInterfaces"),
+        vec![Reply::new(
+            200,
+            page("", &["eni-a".into()], limits::MAX_PAGE_BYTES + 10),
+        )],
+    );
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client
+        .describe_network_interfaces(&DescribeNetworkInterfaces::default())
+        .await
+        .expect_err("page too large");
+    assert!(err.to_string().contains("larger than"), "{err}");
+
+    // More ENIs than the caller allows.
+    let server = Scripted::start().await;
+    let ids: Vec<String> = (0..5).map(|n| format!("eni-n{n}")).collect();
+    server.on(
+        is_action("DescribeNetworkInterfaces"),
+        vec![Reply::new(200, page("", &ids, 0))],
+    );
+    let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+    let err = client
+        .describe_network_interfaces(&DescribeNetworkInterfaces {
+            max_items: Some(4),
+            ..Default::default()
+        })
+        .await
+        .expect_err("too many ENIs");
+    assert!(
+        err.to_string().contains("more than 4 network interfaces"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_listed_eni_id_of_the_wrong_shape_is_refused() {
+    for bad in [
+        "eni-x\\nmatch-device=interface-name:eth0",
+        "eni-a/../b",
+        "i-123",
+        "",
+    ] {
+        let server = Scripted::start().await;
+        server.on(
+            is_action("DescribeNetworkInterfaces"),
+            vec![Reply::new(
+                200,
+                format!(
+                    r#"{{"RequestId":"R","NextToken":"","NetworkInterfaceSets":{{"NetworkInterfaceSet":[{{"NetworkInterfaceId":"{bad}","Status":"Available"}}]}}}}"#
+                ),
+            )],
+        );
+        let client = client_with(&server, SignatureVersion::V3, fast_retry(), None);
+        let err = client
+            .describe_network_interfaces(&DescribeNetworkInterfaces::default())
+            .await
+            .expect_err(bad);
+        let text = err.to_string();
+        assert!(
+            text.contains("NetworkInterfaceId") && text.contains("ENI id"),
+            "{bad}: {text}"
+        );
+        assert!(!text.contains('\n'), "{text:?}");
+    }
+}
+
+#[test]
+fn endpoints_and_regions_that_could_redirect_signed_requests_are_refused() {
+    for endpoint in [
+        "https://x@127.0.0.1:18443",
+        "https://user:pw@ecs-vpc.cn-hangzhou.aliyuncs.com",
+        "https://127.0.0.1:18443/#",
+        "https://127.0.0.1:18443#frag",
+        "https://127.0.0.1:18443/?a=b",
+        "https://127.0.0.1:18443/path",
+        "ftp://127.0.0.1",
+    ] {
+        let options = EcsOptions {
+            endpoint: endpoint.into(),
+            ..EcsOptions::from_config(&ApiConfig::default(), &region("cn-hangzhou"), |_| None)
+        };
+        let err = EcsClient::new(options, provider(None)).expect_err(endpoint);
+        assert!(
+            err.to_string().contains("ECS endpoint"),
+            "{endpoint}: {err}"
+        );
+    }
+    // The metadata service's region-id goes into the default endpoint's host.
+    for bad in [
+        "x@127.0.0.1:18443#",
+        "cn-hangzhou.evil.example",
+        "cn hangzhou",
+        "",
+    ] {
+        assert!(bad.parse::<eni_agent::ids::RegionId>().is_err(), "{bad}");
+        let options = EcsOptions {
+            region: bad.into(),
+            ..EcsOptions::from_config(&ApiConfig::default(), &region("cn-hangzhou"), |_| None)
+        };
+        let err = EcsClient::new(options, provider(None)).expect_err(bad);
+        assert!(err.to_string().contains("region id"), "{bad}: {err}");
+    }
 }

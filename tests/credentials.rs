@@ -343,3 +343,173 @@ async fn sts_credentials_reach_the_api_and_no_secret_reaches_logs_debug_or_error
         );
     }
 }
+
+// --- The credentials file is checked as opened; expired tokens are dropped ---
+
+fn load_file(path: &std::path::Path) -> Result<CredentialProvider, CredentialsError> {
+    CredentialProvider::resolve(
+        &CredentialsConfig {
+            file: Some(path.to_owned()),
+            ..Default::default()
+        },
+        |_: &str| None,
+        Arc::new(
+            MetadataClient::new(MetadataOptions {
+                endpoint: "http://127.0.0.1:9".into(),
+                require_token: false,
+                token_ttl: Duration::from_secs(60),
+                timeout: Duration::from_millis(100),
+                retry: RetryPolicy {
+                    base_delay: Duration::from_millis(1),
+                    max_delay: Duration::from_millis(1),
+                    max_attempts: 1,
+                    deadline: Duration::from_secs(1),
+                },
+            })
+            .expect("metadata client"),
+        ),
+    )
+}
+
+#[test]
+fn a_credentials_file_behind_a_symlink_or_owned_by_another_user_is_refused() {
+    let file = credentials_file(0o600);
+    let dir = tempfile::tempdir().expect("dir");
+    let link = dir.path().join("credentials");
+    std::os::unix::fs::symlink(file.path(), &link).expect("symlink");
+    let err = load_file(&link).expect_err("symlink").to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!err.contains(AK_SECRET), "{err}");
+
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED owner check: needs root to chown the file");
+        return;
+    }
+    std::os::unix::fs::chown(file.path(), Some(4242), Some(4242)).expect("chown");
+    let err = load_file(file.path())
+        .expect_err("foreign owner")
+        .to_string();
+    assert!(err.contains("uid 4242") && err.contains("chown"), "{err}");
+    std::os::unix::fs::chown(file.path(), Some(0), Some(0)).expect("chown back");
+    load_file(file.path()).expect("root-owned 0600 file");
+}
+
+#[tokio::test]
+async fn an_expired_sts_token_drops_the_cached_credentials_and_is_fetched_once_more() {
+    let server = Scripted::start().await;
+    server.route(
+        Method::PUT,
+        "/latest/api/token",
+        vec![Reply::new(200, MD_TOKEN)],
+    );
+    server.route(Method::GET, ROLES, vec![Reply::new(200, "EniAgentRole/")]);
+    // Both documents say an hour is left; the service disagrees about the first.
+    server.route(
+        Method::GET,
+        ROLE_PATH,
+        vec![
+            Reply::new(
+                200,
+                role_document(AK_SECRET, "sts-token-old", Duration::from_secs(3600)),
+            ),
+            Reply::new(
+                200,
+                role_document(AK_SECRET, "sts-token-new", Duration::from_secs(3600)),
+            ),
+        ],
+    );
+    let expired = r#"{"RequestId":"R1","Code":"InvalidSecurityToken.Expired","Message":"Specified SecurityToken is expired."}"#;
+    let ok = r#"{"RequestId":"R2","NetworkInterfaceId":"eni-1","Status":"Available"}"#;
+    server.on(
+        |r| {
+            r.method == Method::POST
+                && r.header("x-acs-security-token").as_deref() == Some("sts-token-old")
+        },
+        vec![Reply::new(400, expired)],
+    );
+    server.on(
+        |r| {
+            r.method == Method::POST
+                && r.header("x-acs-security-token").as_deref() == Some("sts-token-new")
+        },
+        vec![Reply::new(200, ok)],
+    );
+    let provider =
+        CredentialProvider::resolve(&CredentialsConfig::default(), env(&[]), metadata(&server))
+            .expect("role");
+    let options = EcsOptions {
+        endpoint: server.url(),
+        region: "cn-hangzhou".into(),
+        signature: SignatureVersion::V3,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_attempts: 1,
+            deadline: Duration::from_secs(5),
+        },
+        throttle: ThrottleBackoff::default(),
+    };
+    let client = EcsClient::new(options, provider).expect("client");
+    let resp = client
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect("the second token works");
+    assert_eq!(resp.request_id, "R2");
+    assert_eq!(
+        server.count(|r| r.method == Method::GET && r.uri.path() == ROLE_PATH),
+        2,
+        "the role's credentials were read again"
+    );
+
+    // A token that is still called expired after the refetch is final: one
+    // refetch per call, no loop.
+    let server = Scripted::start().await;
+    server.route(
+        Method::PUT,
+        "/latest/api/token",
+        vec![Reply::new(200, MD_TOKEN)],
+    );
+    server.route(Method::GET, ROLES, vec![Reply::new(200, "EniAgentRole/")]);
+    server.route(
+        Method::GET,
+        ROLE_PATH,
+        vec![Reply::new(
+            200,
+            role_document(AK_SECRET, STS_TOKEN, Duration::from_secs(3600)),
+        )],
+    );
+    server.on(|r| r.method == Method::POST, vec![Reply::new(400, expired)]);
+    let provider =
+        CredentialProvider::resolve(&CredentialsConfig::default(), env(&[]), metadata(&server))
+            .expect("role");
+    let options = EcsOptions {
+        endpoint: server.url(),
+        ..client_options_template()
+    };
+    let err = EcsClient::new(options, provider)
+        .expect("client")
+        .describe_network_interface_attribute(&DescribeNetworkInterfaceAttribute::new("eni-1"))
+        .await
+        .expect_err("still expired");
+    assert_eq!(err.code(), Some("InvalidSecurityToken.Expired"));
+    assert_eq!(server.count(|r| r.method == Method::POST), 2);
+}
+
+fn client_options_template() -> EcsOptions {
+    EcsOptions {
+        endpoint: String::new(),
+        region: "cn-hangzhou".into(),
+        signature: SignatureVersion::V3,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_attempts: 1,
+            deadline: Duration::from_secs(5),
+        },
+        throttle: ThrottleBackoff::default(),
+    }
+}

@@ -334,7 +334,7 @@ fn permanent_errors_are_explained() {
 
     let out = env.attach("not-an-eni");
     out.expect_code(64, "not an ENI id");
-    assert!(out.stderr.contains("not an ENI id"), "{}", out.stderr);
+    assert!(out.stderr.contains("not a valid ENI id"), "{}", out.stderr);
 
     let out = env.run(&["attach"], Duration::from_secs(10));
     out.expect_code(64, "usage error (missing argument)");

@@ -312,3 +312,82 @@ proptest! {
         let _ = Config::from_toml(&text, "fuzz");
     }
 }
+
+// --- Ids, endpoints and secrets at the edges (pure) ---
+
+mod edges {
+    use eni_agent::config::{Config, check_url};
+    use eni_agent::ids::{EniId, InstanceId, RegionId, ZoneId};
+    use eni_agent::secret::{MAX_MESSAGE_CHARS, scrub};
+    use proptest::prelude::*;
+
+    #[test]
+    fn configured_ids_and_endpoints_are_refused_naming_the_key() {
+        for (text, needle) in [
+            ("[api]\nregion = \"x@127.0.0.1:18443#\"\n", "region id"),
+            (
+                "[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n",
+                "api.endpoint",
+            ),
+            (
+                "[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n",
+                "api.endpoint",
+            ),
+            (
+                "[metadata]\nendpoint = \"http://a@100.100.100.200\"\n",
+                "metadata.endpoint",
+            ),
+            ("[agent]\ninstance_id = \"i-1 i-2\"\n", "instance id"),
+            ("[agent]\nzone_id = \"cn-hangzhou-i\\n\"\n", "zone id"),
+            ("[[eni]]\nid = \"eni-a\\nmanaged=0\"\n", "not an ENI id"),
+        ] {
+            let err = Config::from_toml(text, "t").expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_endpoints_pass() {
+        for ok in [
+            "https://ecs-vpc.cn-hangzhou.aliyuncs.com",
+            "https://ecs.cn-shanghai.aliyuncs.com/",
+            "http://127.0.0.1:18443",
+            "http://100.100.100.200",
+        ] {
+            check_url(ok).expect(ok);
+        }
+    }
+
+    proptest! {
+        /// Whatever an id parses to is safe in a file name, a URL host and a
+        /// status line.
+        #[test]
+        fn parsed_ids_are_safe_everywhere(s in "\\PC{0,80}") {
+            for ok in [
+                EniId::parse(&s).is_ok(),
+                InstanceId::parse(&s).is_ok(),
+                RegionId::parse(&s).is_ok(),
+                ZoneId::parse(&s).is_ok(),
+            ] {
+                if ok {
+                    prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{s:?}");
+                    prop_assert!(!s.is_empty() && s.len() <= 68);
+                }
+            }
+        }
+
+        /// A scrubbed message is bounded, one line, and carries no known secret.
+        #[test]
+        fn scrubbed_messages_are_bounded_and_secret_free(
+            prefix in "\\PC{0,300}",
+            token in "[A-Za-z0-9+/=]{8,40}",
+            suffix in "\\PC{0,300}",
+        ) {
+            let text = format!("{prefix}SecurityToken={token}&{suffix}\n{token}");
+            let clean = scrub(&text, &[token.as_str()]);
+            prop_assert!(!clean.contains(&token), "{clean}");
+            prop_assert!(clean.chars().count() <= MAX_MESSAGE_CHARS + 1);
+            prop_assert!(!clean.chars().any(char::is_control));
+        }
+    }
+}

@@ -371,3 +371,68 @@ fn endpoint_is_overridable_by_the_environment() {
         .is_err()
     );
 }
+
+// --- Hostile identity values never reach a URL ---
+
+#[tokio::test]
+async fn identity_values_must_have_their_documented_shape() {
+    for (key, bad) in [
+        ("region-id", "x@127.0.0.1:18443#"),
+        ("region-id", "cn-hangzhou.evil.example"),
+        ("instance-id", "i-abc/../x"),
+        ("zone-id", "cn-hangzhou-i?x=1"),
+    ] {
+        let server = Scripted::start().await;
+        for (k, v) in [
+            ("instance-id", "i-abc"),
+            ("region-id", "cn-hangzhou"),
+            ("zone-id", "cn-hangzhou-i"),
+        ] {
+            let value = if k == key { bad } else { v };
+            let path = meta(k);
+            server.on(
+                move |r| r.uri.path() == path,
+                vec![Reply::new(200, value.to_owned())],
+            );
+        }
+        server.route(Method::PUT, TOKEN_PATH, vec![Reply::new(404, "")]);
+        let err = client(&server, false)
+            .identity()
+            .await
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains(key), "{key}={bad}: {err}");
+        assert!(err.contains("not a valid"), "{key}={bad}: {err}");
+    }
+    // The VPC id too.
+    let server = Scripted::start().await;
+    server.on(
+        |r| r.uri.path() == meta("vpc-id"),
+        vec![Reply::new(200, "vsw-notavpc")],
+    );
+    server.route(Method::PUT, TOKEN_PATH, vec![Reply::new(404, "")]);
+    let err = client(&server, false).vpc_id().await.expect_err("vsw");
+    assert!(err.to_string().contains("VPC id"), "{err}");
+}
+
+#[tokio::test]
+async fn per_mac_ids_must_have_their_documented_shape() {
+    for (key, bad, kind) in [
+        ("network-interface-id", "eni-a\nmanaged=0", "ENI id"),
+        ("vswitch-id", "vsw-a/../b", "vSwitch id"),
+    ] {
+        let server = Scripted::start().await;
+        let path = meta(&format!("network/interfaces/macs/{MAC}/{key}"));
+        server.on(
+            move |r| r.uri.path() == path,
+            vec![Reply::new(200, bad.to_owned())],
+        );
+        server.route(Method::PUT, TOKEN_PATH, vec![Reply::new(404, "")]);
+        let err = client(&server, false)
+            .interface(MAC.parse::<MacAddr>().expect("mac"))
+            .await
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains(key) && err.contains(kind), "{key}: {err}");
+    }
+}

@@ -87,22 +87,36 @@ impl Context {
 /// Identity from the configuration where set, else from the metadata service.
 async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, SetupError> {
     let a = &config.agent;
-    let get = |key: &'static str, configured: Option<String>| async move {
-        match configured {
-            Some(v) => Ok(v),
-            None => md
-                .text(key)
-                .await
-                .map_err(|e| SetupError::Identity(e.to_string())),
-        }
+    // Configured ids were checked when the file was read; the metadata
+    // service's are parsed into their types (shape checked) by `MetadataClient::id`.
+    let instance_id = match &a.instance_id {
+        Some(v) => v.to_string(),
+        None => md
+            .id::<crate::ids::InstanceId>("instance-id")
+            .await
+            .map_err(|e| SetupError::Identity(e.to_string()))?
+            .to_string(),
     };
-    let instance_id = get("instance-id", a.instance_id.clone()).await?;
-    let region_id = get("region-id", config.api.region.clone()).await?;
-    let zone_id = get("zone-id", a.zone_id.clone()).await?;
+    let region_id = match &config.api.region {
+        Some(v) => v.to_string(),
+        None => md
+            .id::<crate::ids::RegionId>("region-id")
+            .await
+            .map_err(|e| SetupError::Identity(e.to_string()))?
+            .to_string(),
+    };
+    let zone_id = match &a.zone_id {
+        Some(v) => v.to_string(),
+        None => md
+            .id::<crate::ids::ZoneId>("zone-id")
+            .await
+            .map_err(|e| SetupError::Identity(e.to_string()))?
+            .to_string(),
+    };
     let vpc_id = match &a.vpc_id {
-        Some(v) => Some(v.clone()),
+        Some(v) => Some(v.to_string()),
         // The VPC check is a courtesy (ECS checks too): absent is fine.
-        None => md.vpc_id().await.ok(),
+        None => md.vpc_id().await.ok().map(|v| v.to_string()),
     };
     Ok(Identity {
         instance_id,

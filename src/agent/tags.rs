@@ -48,6 +48,7 @@ pub async fn resolve(ctx: &Context, config: &Config, views: &mut TagViews) -> Re
                         key: key.clone(),
                         value: Some(value.clone()),
                     }],
+                    max_items: Some(ctx.agent.max_tag_enis),
                     ..Default::default()
                 };
                 match ctx.ecs.describe_network_interfaces(&request).await {

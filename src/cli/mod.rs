@@ -61,6 +61,7 @@ pub enum Command {
     /// (1: permanent error, 2: timeout, 64: bad usage).
     Attach {
         /// The ENI id (eni-...).
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
         #[arg(long, value_parser = check::parse_timeout)]
@@ -70,6 +71,7 @@ pub enum Command {
     /// (1: permanent error, 2: timeout; a rerun resumes an interrupted detach).
     Detach {
         /// The ENI id (eni-...).
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Give up after this long (e.g. 90s, 5m); default agent.attach_timeout.
         #[arg(long, value_parser = check::parse_timeout)]
@@ -85,12 +87,14 @@ pub enum Command {
     /// nothing in the kernel or the cloud. Refused while the daemon runs: stop it first.
     Forget {
         /// The ENI id (eni-...).
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
     },
     /// Print the kernel operations that would configure ENI_ID: only what differs from
     /// the kernel now (nothing on a configured ENI); change nothing.
     Plan {
         /// The ENI id (eni-...).
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Print the whole desired state instead of what would change.
         #[arg(long)]
@@ -99,6 +103,7 @@ pub enum Command {
     /// Show an ENI's facts as the ECS API reports them (DescribeNetworkInterfaceAttribute).
     Describe {
         /// The ENI id (eni-...).
+        #[arg(value_parser = eni_id_arg)]
         eni_id: String,
         /// Print the facts as JSON.
         #[arg(long)]
@@ -112,6 +117,14 @@ pub enum Command {
         /// The file to check.
         file: Option<PathBuf>,
     },
+}
+
+/// An ENI id argument, refused before anything else happens (exit 64) when
+/// it does not have the documented shape.
+fn eni_id_arg(value: &str) -> Result<String, String> {
+    crate::ids::EniId::parse(value)
+        .map(String::from)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs a parsed command line.
@@ -186,7 +199,7 @@ pub async fn ecs_client(
     metadata: Arc<MetadataClient>,
 ) -> Result<EcsClient, String> {
     let region = match &config.api.region {
-        Some(region) => region.clone(),
+        Some(region) => region.to_string(),
         None => metadata.text("region-id").await.map_err(|e| {
             format!("cannot learn the region from the metadata service ({e}); set api.region in the configuration")
         })?,
@@ -204,6 +217,8 @@ pub fn ecs_client_for_region(
         CredentialProvider::resolve(&config.credentials, |k| std::env::var(k).ok(), metadata)
             .map_err(|e| e.to_string())?;
     tracing::debug!(origin = %credentials.origin(), "credentials");
-    let options = EcsOptions::from_config(&config.api, region, |k| std::env::var(k).ok());
+    let region = crate::ids::RegionId::parse(region.trim())
+        .map_err(|e| format!("the region (api.region or the metadata service's region-id): {e}"))?;
+    let options = EcsOptions::from_config(&config.api, &region, |k| std::env::var(k).ok());
     EcsClient::new(options, credentials).map_err(|e| e.to_string())
 }

@@ -16,12 +16,15 @@ use super::request::{self, Attempt, Params, SignatureVersion};
 use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::config::{ApiConfig, ENV_ECS_ENDPOINT};
 use crate::credentials::CredentialProvider;
+use crate::ids::RegionId;
 
-const BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest response body any call reads (a larger one is an error).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// `https://ecs-vpc.<region>.aliyuncs.com`: reachable from inside a VPC
-/// without internet access.
-pub fn default_endpoint(region: &str) -> String {
+/// without internet access. The region is a checked [`RegionId`], so the
+/// host cannot be bent elsewhere (`x@127.0.0.1#` is not a region).
+pub fn default_endpoint(region: &RegionId) -> String {
     format!("https://ecs-vpc.{region}.aliyuncs.com")
 }
 
@@ -43,7 +46,7 @@ impl EcsOptions {
     /// through `lookup`) overrides the configured endpoint.
     pub fn from_config(
         config: &ApiConfig,
-        region: &str,
+        region: &RegionId,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Self {
         let endpoint = lookup(ENV_ECS_ENDPOINT)
@@ -52,7 +55,7 @@ impl EcsOptions {
             .unwrap_or_else(|| default_endpoint(region));
         Self {
             endpoint,
-            region: region.to_owned(),
+            region: region.to_string(),
             signature: config.signature,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -69,6 +72,8 @@ pub struct ApiResponse<T> {
     pub request_id: String,
     /// Attempts it took, the successful one included.
     pub attempts: u32,
+    /// The size of the body read, in bytes.
+    pub body_len: usize,
 }
 
 /// The ECS client. Clones share one connection pool.
@@ -100,6 +105,10 @@ struct ErrorBody {
 
 impl EcsClient {
     pub fn new(options: EcsOptions, credentials: CredentialProvider) -> Result<Self, CloudError> {
+        // The region goes into every request (RegionId) and, by default,
+        // into the endpoint's host name.
+        RegionId::parse(&options.region)
+            .map_err(|e| CloudError::Setup(format!("ECS region: {e}")))?;
         let url = crate::config::check_url(&options.endpoint)
             .map_err(|e| CloudError::Setup(format!("ECS endpoint {:?}: {e}", options.endpoint)))?;
         let host = match (url.host_str(), url.port()) {
@@ -140,6 +149,18 @@ impl EcsClient {
         action: &'static str,
         params: Params,
     ) -> Result<ApiResponse<T>, CloudError> {
+        self.call_limited(action, params, BODY_LIMIT).await
+    }
+
+    /// [`Self::call`], reading at most `body_limit` bytes of a response
+    /// (never more than the client's own limit).
+    pub async fn call_limited<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        params: Params,
+        body_limit: usize,
+    ) -> Result<ApiResponse<T>, CloudError> {
+        let body_limit = body_limit.min(BODY_LIMIT);
         let params = if params.get("RegionId").is_none() {
             params.set("RegionId", self.region())
         } else {
@@ -152,21 +173,35 @@ impl EcsClient {
         // Attempts refused by throttling; they count against the deadline
         // only (see ThrottleBackoff).
         let mut throttled = 0;
+        let mut refetched = false;
         loop {
             attempt += 1;
             let sent = Instant::now();
-            let outcome = self.send_once::<T>(action, &params).await;
+            let outcome = self.send_once::<T>(action, &params, body_limit).await;
             record_request(action, outcome.as_ref().err(), sent.elapsed());
             let error = match outcome {
-                Ok((body, request_id)) => {
+                Ok((body, request_id, body_len)) => {
                     return Ok(ApiResponse {
                         body,
                         request_id,
                         attempts: attempt,
+                        body_len,
                     });
                 }
                 Err(e) => e,
             };
+            if !refetched && is_expired_credentials(&error) {
+                // Cached STS credentials the service calls expired: drop
+                // them and try once more with fresh ones (not counted as a
+                // retry; a second expiry is final).
+                refetched = true;
+                if let Some(key) = self.last_key_id().await {
+                    if self.inner.credentials.invalidate(&key).await {
+                        warn!(action, error = %error, "credentials expired; fetching new ones");
+                        continue;
+                    }
+                }
+            }
             if error.class() != ErrorClass::Retry {
                 return Err(error);
             }
@@ -198,25 +233,61 @@ impl EcsClient {
         }
     }
 
+    /// The AccessKeyId the provider currently hands out (for invalidation).
+    async fn last_key_id(&self) -> Option<String> {
+        self.inner
+            .credentials
+            .credentials()
+            .await
+            .ok()
+            .map(|c| c.access_key_id)
+    }
+
     /// One signed attempt.
     async fn send_once<T: DeserializeOwned>(
         &self,
         action: &'static str,
         params: &Params,
-    ) -> Result<(T, String), CloudError> {
+        body_limit: usize,
+    ) -> Result<(T, String, usize), CloudError> {
         let inner = &*self.inner;
         let credentials = inner
             .credentials
             .credentials()
             .await
             .map_err(|source| CloudError::Credentials { action, source })?;
+        let token = credentials
+            .security_token
+            .as_ref()
+            .map_or("", |t| t.expose());
+        let known = [
+            credentials.access_key_id.as_str(),
+            credentials.access_key_secret.expose(),
+            token,
+        ];
+        // Whatever the service or the transport echoes back (the string to
+        // sign, the canonical request, the URL with its query) is scrubbed
+        // of these before it becomes an error.
+        self.send_signed(action, params, body_limit, &credentials)
+            .await
+            .map_err(|e| e.scrubbed(&known))
+    }
+
+    async fn send_signed<T: DeserializeOwned>(
+        &self,
+        action: &'static str,
+        params: &Params,
+        body_limit: usize,
+        credentials: &crate::credentials::Credentials,
+    ) -> Result<(T, String, usize), CloudError> {
+        let inner = &*self.inner;
         let attempt = Attempt {
             action,
             host: &inner.host,
             nonce: request::new_nonce(),
             time: SystemTime::now(),
         };
-        let signed = request::sign(inner.options.signature, &attempt, params, &credentials);
+        let signed = request::sign(inner.options.signature, &attempt, params, credentials);
         let mut url = inner.url.clone();
         url.set_query(Some(&signed.query));
         let mut req = inner.http.post(url);
@@ -242,7 +313,7 @@ impl EcsClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_millis);
         let header_request_id = header("x-acs-request-id").unwrap_or_default();
-        let body = crate::http::read_limited(response, BODY_LIMIT)
+        let body = crate::http::read_limited(response, body_limit)
             .await
             .map_err(|e| match e {
                 crate::http::BodyError::Transport(e) => transport(&e),
@@ -253,7 +324,7 @@ impl EcsClient {
                 },
             })?;
         if (200..300).contains(&status) {
-            decode_success(action, &body, &header_request_id)
+            decode_success(action, &body, &header_request_id).map(|(t, id)| (t, id, body.len()))
         } else {
             Err(decode_error(
                 action,
@@ -264,6 +335,19 @@ impl EcsClient {
             ))
         }
     }
+}
+
+/// Codes that mean the credentials themselves have run out.
+const EXPIRED_CREDENTIAL_CODES: &[&str] = &[
+    "InvalidSecurityToken.Expired",
+    "SecurityTokenExpired",
+    "InvalidAccessKeyId.Expired",
+];
+
+fn is_expired_credentials(error: &CloudError) -> bool {
+    error
+        .code()
+        .is_some_and(|c| EXPIRED_CREDENTIAL_CODES.contains(&c))
 }
 
 /// Counts one request (attempt) in the metrics.
@@ -282,20 +366,27 @@ fn decode_success<T: DeserializeOwned>(
     body: &[u8],
     header_request_id: &str,
 ) -> Result<(T, String), CloudError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| CloudError::InvalidResponse {
-            action,
-            request_id: header_request_id.to_owned(),
-            reason: format!("not JSON: {e}"),
-        })?;
-    let request_id = value
-        .get("RequestId")
-        .and_then(|v| v.as_str())
-        .map_or_else(|| header_request_id.to_owned(), str::to_owned);
-    let decoded = serde_json::from_value(value).map_err(|e| CloudError::InvalidResponse {
+    // Straight into `T` (never through a `serde_json::Value`, which costs
+    // many times the body's size).
+    #[derive(Deserialize)]
+    struct Id {
+        #[serde(rename = "RequestId")]
+        request_id: Option<String>,
+    }
+    let request_id = serde_json::from_slice::<Id>(body)
+        .ok()
+        .and_then(|id| id.request_id)
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| header_request_id.to_owned());
+    let request_id = crate::secret::bound_message(&request_id, 128);
+    let decoded = serde_json::from_slice(body).map_err(|e| CloudError::InvalidResponse {
         action,
         request_id: request_id.clone(),
-        reason: e.to_string(),
+        reason: if e.is_syntax() || e.is_eof() {
+            format!("not JSON: {e}")
+        } else {
+            e.to_string()
+        },
     })?;
     Ok((decoded, request_id))
 }

@@ -1,6 +1,8 @@
 //! Errors of the ECS client: an API error carries the service's own fields
 //! (Code, Message, RequestId, HostId, Recommend, HTTP status) and its
-//! classification; transport and decoding errors say what failed.
+//! classification; transport and decoding errors say what failed. Every
+//! text that came from outside is scrubbed of secrets and bounded
+//! ([`CloudError::scrubbed`]) before the error leaves the client.
 
 use std::time::Duration;
 
@@ -129,6 +131,66 @@ impl CloudError {
     /// True for a `Throttling*` answer (a request budget is spent).
     pub fn is_throttling(&self) -> bool {
         self.code().is_some_and(|c| c.starts_with("Throttling"))
+    }
+
+    /// This error with every text from outside (API message, recommend,
+    /// host id, response snippet, transport reason) scrubbed of the `known`
+    /// secret values and of secret-named parameters, without control
+    /// characters and bounded in length (see [`crate::secret::scrub`]).
+    pub fn scrubbed(self, known: &[&str]) -> Self {
+        let clean = |s: String| crate::secret::scrub(&s, known);
+        let short = |s: String| crate::secret::bound_message(&crate::secret::scrub(&s, known), 128);
+        match self {
+            Self::Api(mut e) => {
+                e.code = short(std::mem::take(&mut e.code));
+                e.message = clean(std::mem::take(&mut e.message));
+                e.request_id = short(std::mem::take(&mut e.request_id));
+                e.host_id = short(std::mem::take(&mut e.host_id));
+                e.recommend = clean(std::mem::take(&mut e.recommend));
+                Self::Api(e)
+            }
+            Self::Transport {
+                action,
+                endpoint,
+                reason,
+            } => Self::Transport {
+                action,
+                endpoint,
+                reason: clean(reason),
+            },
+            Self::Http {
+                action,
+                status,
+                request_id,
+                snippet,
+            } => Self::Http {
+                action,
+                status,
+                request_id: short(request_id),
+                snippet: clean(snippet),
+            },
+            Self::InvalidResponse {
+                action,
+                request_id,
+                reason,
+            } => Self::InvalidResponse {
+                action,
+                request_id: short(request_id),
+                reason: clean(reason),
+            },
+            Self::RetriesExhausted {
+                action,
+                attempts,
+                elapsed,
+                last,
+            } => Self::RetriesExhausted {
+                action,
+                attempts,
+                elapsed,
+                last: Box::new(last.scrubbed(known)),
+            },
+            other => other,
+        }
     }
 
     /// The answer as a metric label from a bounded set: the ECS error codes

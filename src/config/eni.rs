@@ -81,9 +81,7 @@ impl EniConfig {
 
 /// True for ids that look like ECS ENI ids.
 pub fn is_eni_id(id: &str) -> bool {
-    id.strip_prefix("eni-").is_some_and(|rest| {
-        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    crate::ids::EniId::is_valid(id)
 }
 
 /// An `[[eni]]` entry that cannot be used: which entry (1-based), the key

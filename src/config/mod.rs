@@ -31,6 +31,7 @@
 //! attach_timeout = "3m"                # one ENI's attach, first Describe to configured (1s..1d)
 //! describe_interval = "60s"            # re-read each ENI's IPs (jittered; 5s..1d)
 //! detach_on_remove = false             # SIGHUP: detach ENIs removed from this file
+//! max_tag_enis = 64                    # the most ENIs one tag entry may select
 //! manage_network_managers = true       # keep NetworkManager / systemd-networkd off our NICs
 //! table_min = 10001                    # routing tables the agent allocates from
 //! table_max = 10999
@@ -62,6 +63,7 @@ use serde::Deserialize;
 
 use crate::backoff::{RetryPolicy, ThrottleBackoff};
 use crate::cloud::SignatureVersion;
+use crate::ids::{InstanceId, RegionId, VpcId, ZoneId};
 
 pub use eni::{EniConfig, EniError, EniSelector, is_eni_id};
 pub use metrics::MetricsConfig;
@@ -71,6 +73,9 @@ pub use validate::check_url;
 pub const ENV_ECS_ENDPOINT: &str = "ENI_AGENT_ECS_ENDPOINT";
 /// Environment variable that overrides the metadata endpoint.
 pub const ENV_METADATA_ENDPOINT: &str = "ENI_AGENT_METADATA_ENDPOINT";
+
+/// The most `[[eni]]` entries a file may have (each is a worker).
+pub const MAX_ENI_ENTRIES: usize = 256;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,10 +110,13 @@ pub struct AgentConfig {
     /// First and last routing table number the agent may allocate.
     pub table_min: u32,
     pub table_max: u32,
+    /// The most ENIs one `tag` entry may select; a listing with more is
+    /// refused (and the previous selection kept).
+    pub max_tag_enis: usize,
     /// Identity overrides (default: the metadata service).
-    pub instance_id: Option<String>,
-    pub zone_id: Option<String>,
-    pub vpc_id: Option<String>,
+    pub instance_id: Option<InstanceId>,
+    pub zone_id: Option<ZoneId>,
+    pub vpc_id: Option<VpcId>,
 }
 
 impl Default for AgentConfig {
@@ -121,6 +129,7 @@ impl Default for AgentConfig {
             manage_network_managers: true,
             table_min: 10001,
             table_max: 10999,
+            max_tag_enis: 64,
             instance_id: None,
             zone_id: None,
             vpc_id: None,
@@ -135,7 +144,7 @@ pub struct ApiConfig {
     /// Endpoint URL; default `https://ecs-vpc.<region>.aliyuncs.com`.
     pub endpoint: Option<String>,
     /// Region id; default: the metadata service's `region-id`.
-    pub region: Option<String>,
+    pub region: Option<RegionId>,
     pub signature: SignatureVersion,
     #[serde(deserialize_with = "duration::deserialize")]
     pub connect_timeout: Duration,
@@ -364,7 +373,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let err = Config::from_toml("[api]\nregion = \"x\"\nretries = 3\n", "cfg.toml")
+        let err = Config::from_toml("[api]\nregion = \"cn-x\"\nretries = 3\n", "cfg.toml")
             .expect_err("unknown key")
             .to_string();
         assert!(err.contains("retries"), "{err}");
@@ -390,6 +399,29 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("api.endpoint"), "{err}");
+        for (text, needle) in [
+            (
+                "[api]\nendpoint = \"https://x@127.0.0.1:18443\"\n",
+                "user name",
+            ),
+            (
+                "[api]\nendpoint = \"https://127.0.0.1:18443/#\"\n",
+                "fragment",
+            ),
+            ("[api]\nendpoint = \"https://127.0.0.1/?a=b\"\n", "query"),
+            (
+                "[metadata]\nendpoint = \"http://u:p@100.100.100.200\"\n",
+                "metadata.endpoint",
+            ),
+            ("[api]\nregion = \"x@127.0.0.1:18443#\"\n", "region id"),
+            ("[agent]\ninstance_id = \"i-a\\nb\"\n", "instance id"),
+            ("[agent]\nzone_id = \"cn/zone\"\n", "zone id"),
+            ("[agent]\nvpc_id = \"vsw-1\"\n", "VPC id"),
+            ("[agent]\nmax_tag_enis = 0\n", "agent.max_tag_enis"),
+        ] {
+            let err = Config::from_toml(text, "t").expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
         let err = Config::from_toml("[api.retry]\nmax_attempts = 0\n", "t")
             .expect_err("bad")
             .to_string();

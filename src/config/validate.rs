@@ -88,6 +88,19 @@ impl Config {
         {
             return Err("agent.table_min .. agent.table_max includes a reserved table (253 default, 254 main, 255 local)".into());
         }
+        if !(1..=1000).contains(&a.max_tag_enis) {
+            return Err(format!(
+                "agent.max_tag_enis must be between 1 and 1000, got {}",
+                a.max_tag_enis
+            ));
+        }
+        if self.eni.len() > super::MAX_ENI_ENTRIES {
+            return Err(format!(
+                "{} [[eni]] entries; at most {} are allowed (use tag = \"key=value\" entries to select many ENIs)",
+                self.eni.len(),
+                super::MAX_ENI_ENTRIES
+            ));
+        }
         for (key, value) in [
             ("api.endpoint", &self.api.endpoint),
             ("metadata.endpoint", &self.metadata.endpoint),
@@ -100,17 +113,33 @@ impl Config {
     }
 }
 
-/// An endpoint must be an absolute http(s) URL without a path beyond `/`.
+/// An endpoint must be an absolute http(s) URL with a host and nothing else:
+/// no user name or password, no path beyond `/`, no query, no fragment
+/// (each of them could send signed requests somewhere else than the host
+/// a reader of the URL sees).
 pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    if url.len() > 512 || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(
+            "it is longer than 512 characters or contains whitespace or control characters".into(),
+        );
+    }
     let parsed =
         reqwest::Url::parse(url).map_err(|e| format!("{e} (write it like https://host[:port])"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
     }
-    if parsed.host_str().is_none() {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err("it has no host".into());
     }
-    if parsed.path() != "/" || parsed.query().is_some() {
+    if !parsed.username().is_empty() || parsed.password().is_some() || url.contains('@') {
+        return Err(
+            "it must not carry a user name or password (write it like https://host[:port])".into(),
+        );
+    }
+    if parsed.fragment().is_some() || url.contains('#') {
+        return Err("it must not carry a fragment (#...)".into());
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || url.contains('?') {
         return Err("it must not carry a path or query (the API path is always /)".into());
     }
     Ok(parsed)

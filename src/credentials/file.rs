@@ -7,10 +7,14 @@
 //! access_key_secret = ...
 //! ```
 //!
-//! The file holds a secret, so it is refused when group or others can read it.
+//! The file holds a secret, so it is refused when group or others can read
+//! it or when it belongs to someone other than root or the running user.
+//! Both are checked on the opened file (`fstat`), so the file read is the
+//! file checked, and it is opened without following a symlink.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::{Credentials, CredentialsError};
@@ -23,12 +27,43 @@ pub fn load(path: &Path, profile: &str) -> Result<Credentials, CredentialsError>
         path: shown.clone(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
-    let mode = meta.permissions().mode() & 0o777;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                file_error(
+                    "it is a symbolic link; point credentials.file at the file itself".into(),
+                )
+            } else {
+                file_error(e.to_string())
+            }
+        })?;
+    let meta = file.metadata().map_err(|e| file_error(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(file_error("it is not a regular file".into()));
+    }
+    let owner = meta.uid();
+    let me = nix::unistd::geteuid().as_raw();
+    if owner != 0 && owner != me {
+        return Err(file_error(format!(
+            "it belongs to uid {owner}, not to root or to the user eni-agent runs as (uid {me}); chown it"
+        )));
+    }
+    let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(CredentialsError::FilePermissions { path: shown, mode });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    // A credentials file is a few lines; a huge one is a mistake.
+    let mut text = String::new();
+    file.by_ref()
+        .take(64 * 1024 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| file_error(e.to_string()))?;
+    if text.len() > 64 * 1024 {
+        return Err(file_error("it is larger than 64 KiB".into()));
+    }
     parse(&text, profile).map_err(file_error)
 }
 
@@ -93,6 +128,7 @@ fn parse(text: &str, profile: &str) -> Result<Credentials, String> {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     fn write_file(text: &str, mode: u32) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().expect("temp file");

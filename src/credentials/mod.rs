@@ -90,6 +90,15 @@ impl CredentialProvider {
         }
     }
 
+    /// Drops cached credentials the service rejected as expired (they had
+    /// `access_key_id`); true when fetching again can give other ones.
+    pub async fn invalidate(&self, access_key_id: &str) -> bool {
+        match self {
+            Self::Static { .. } => false,
+            Self::RamRole(provider) => provider.invalidate(access_key_id).await,
+        }
+    }
+
     /// Where the credentials come from, for logs (never the secret).
     pub fn origin(&self) -> String {
         match self {

@@ -102,6 +102,21 @@ impl RamRoleProvider {
         }
     }
 
+    /// Forgets the cached credentials when they are the ones with
+    /// `access_key_id` (the service said they expired), so the next call
+    /// reads the role's credentials again. True when something was dropped.
+    pub async fn invalidate(&self, access_key_id: &str) -> bool {
+        let mut cache = self.cache.lock().await;
+        let matches = cache
+            .1
+            .as_ref()
+            .is_some_and(|c| c.access_key_id == access_key_id);
+        if matches {
+            cache.1 = None;
+        }
+        matches
+    }
+
     /// The configured role, or the first one the metadata service lists.
     async fn role(&self) -> Result<String, CredentialsError> {
         if let Some(role) = &self.configured_role {

@@ -340,12 +340,27 @@ impl MetadataClient {
         .await
     }
 
+    /// A required id, parsed into its type: `T::from_str` checks the
+    /// documented shape, so a hostile value never reaches a URL or a file.
+    pub async fn id<T>(&self, path: &str) -> Result<T, MetadataError>
+    where
+        T: std::str::FromStr<Err = crate::ids::IdError>,
+    {
+        self.required(path, |t| {
+            t.trim().parse::<T>().map_err(|e| ParseError {
+                what: format!("not a valid {}: expected {}", e.kind, e.shape),
+                value: e.value,
+            })
+        })
+        .await
+    }
+
     /// `instance-id`, `region-id`, `zone-id`.
     pub async fn identity(&self) -> Result<InstanceIdentity, MetadataError> {
         let (instance_id, region_id, zone_id) = tokio::try_join!(
-            self.text("instance-id"),
-            self.text("region-id"),
-            self.text("zone-id")
+            self.id("instance-id"),
+            self.id("region-id"),
+            self.id("zone-id")
         )?;
         Ok(InstanceIdentity {
             instance_id,
@@ -366,8 +381,8 @@ impl MetadataClient {
     }
 
     /// The instance's VPC (`vpc-id`).
-    pub async fn vpc_id(&self) -> Result<String, MetadataError> {
-        self.text("vpc-id").await
+    pub async fn vpc_id(&self) -> Result<crate::ids::VpcId, MetadataError> {
+        self.id("vpc-id").await
     }
 
     /// The MACs listed under `network/interfaces/macs/`.
@@ -397,7 +412,7 @@ impl MetadataClient {
     pub async fn interface(&self, mac: MacAddr) -> Result<InterfaceFacts, MetadataError> {
         let p = |key: &str| format!("network/interfaces/macs/{mac}/{key}");
         let (id, primary, v4s, mask, gw, vsw, vpc) = tokio::try_join!(
-            self.optional(p("network-interface-id"), |t| Ok(t.trim().to_owned())),
+            self.optional(p("network-interface-id"), checked_id::<crate::ids::EniId>),
             self.optional(p("primary-ip-address"), parse::ipv4),
             self.optional(p("private-ipv4s"), parse::ipv4_json_array),
             self.optional(p("netmask"), parse::netmask),
@@ -411,7 +426,7 @@ impl MetadataClient {
             self.optional(p("vswitch-ipv6-cidr-block"), parse::ipv6_net),
             self.optional(p("ipv4-prefixes"), parse::ipv4_net_list),
             self.optional(p("ipv6-prefixes"), parse::ipv6_net_list),
-            self.optional(p("vswitch-id"), |t| Ok(t.trim().to_owned())),
+            self.optional(p("vswitch-id"), checked_id::<crate::ids::VSwitchId>),
         )?;
         Ok(InterfaceFacts {
             network_interface_id: id,
@@ -430,4 +445,18 @@ impl MetadataClient {
             mac: Some(mac),
         })
     }
+}
+
+/// `text` as an id of type `T` (shape checked), kept as a string.
+fn checked_id<T>(text: &str) -> Result<String, ParseError>
+where
+    T: std::str::FromStr<Err = crate::ids::IdError> + std::fmt::Display,
+{
+    text.trim()
+        .parse::<T>()
+        .map(|id| id.to_string())
+        .map_err(|e| ParseError {
+            what: format!("not a valid {}: expected {}", e.kind, e.shape),
+            value: e.value,
+        })
 }

@@ -4,14 +4,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
+use crate::ids::{InstanceId, RegionId, ZoneId};
 use crate::mac::MacAddr;
 
 /// Who and where this instance is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceIdentity {
-    pub instance_id: String,
-    pub region_id: String,
-    pub zone_id: String,
+    pub instance_id: InstanceId,
+    pub region_id: RegionId,
+    pub zone_id: ZoneId,
 }
 
 /// The per-MAC facts under `network/interfaces/macs/<mac>/`. Every key is

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_atomic_mode};
 pub use lock::{Role as LockRole, StateLock};
 
 use crate::agent::Mark;

@@ -1,11 +1,16 @@
 //! DescribeNetworkInterfaces: list ENIs by filters, following `NextToken`
-//! until the last page.
+//! until the last page. A listing is bounded — pages, bytes per page (the
+//! client reads a body with a limit), bytes in all and ENIs in all — so a
+//! looping or hostile service cannot make the agent buffer without end, and
+//! every ENI id in the answer is checked against its documented shape before
+//! it goes anywhere.
 
 use serde::Deserialize;
 
 use super::lenient;
 use super::types::NetworkInterface;
 use crate::cloud::{CloudError, EcsClient, Params};
+use crate::ids::EniId;
 
 /// A `Tag.N.Key` / `Tag.N.Value` filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +30,9 @@ pub struct DescribeNetworkInterfaces {
     pub tags: Vec<TagFilter>,
     /// Page size, 1–500; default 100.
     pub max_results: Option<u32>,
+    /// The most ENIs the listing may return; more is an error
+    /// ([`DEFAULT_MAX_ITEMS`] when unset).
+    pub max_items: Option<usize>,
 }
 
 /// One page of the answer.
@@ -46,7 +54,14 @@ pub struct NetworkInterfaceSets {
 }
 
 /// No listing needs more pages than this; more means the service is looping.
-const MAX_PAGES: usize = 10_000;
+pub const MAX_PAGES: usize = 100;
+/// The most bytes one page may have (the client's per-call body limit
+/// applies too).
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+/// The most bytes all pages together may have.
+pub const MAX_TOTAL_BYTES: usize = 8 * 1024 * 1024;
+/// The most ENIs one listing returns unless the caller says otherwise.
+pub const DEFAULT_MAX_ITEMS: usize = 1000;
 
 impl DescribeNetworkInterfaces {
     pub const ACTION: &'static str = "DescribeNetworkInterfaces";
@@ -80,36 +95,71 @@ impl EcsClient {
         &self,
         request: &DescribeNetworkInterfaces,
     ) -> Result<(Vec<NetworkInterface>, Vec<String>), CloudError> {
+        let max_items = request.max_items.unwrap_or(DEFAULT_MAX_ITEMS);
         let mut all = Vec::new();
         let mut request_ids = Vec::new();
         let mut token: Option<String> = None;
+        let mut total_bytes = 0usize;
+        let invalid = |request_id: &str, reason: String| CloudError::InvalidResponse {
+            action: DescribeNetworkInterfaces::ACTION,
+            request_id: request_id.to_owned(),
+            reason,
+        };
         for _ in 0..MAX_PAGES {
             let page = self
-                .call::<DescribeNetworkInterfacesPage>(
+                .call_limited::<DescribeNetworkInterfacesPage>(
                     DescribeNetworkInterfaces::ACTION,
                     request.params(token.as_deref()),
+                    MAX_PAGE_BYTES,
                 )
                 .await?;
+            total_bytes += page.body_len;
             let body = page.body;
+            if total_bytes > MAX_TOTAL_BYTES {
+                return Err(invalid(
+                    &page.request_id,
+                    format!("the pages together are larger than {MAX_TOTAL_BYTES} bytes"),
+                ));
+            }
+            if all.len() + body.network_interface_sets.items.len() > max_items {
+                return Err(invalid(
+                    &page.request_id,
+                    format!(
+                        "more than {max_items} network interfaces match; narrow the filter or raise the limit (agent.max_tag_enis)"
+                    ),
+                ));
+            }
+            for ni in &body.network_interface_sets.items {
+                if let Err(e) = EniId::parse(&ni.network_interface_id) {
+                    return Err(invalid(
+                        &page.request_id,
+                        format!("NetworkInterfaceId: {e}"),
+                    ));
+                }
+            }
+            if body.next_token.len() > 1024 {
+                return Err(invalid(
+                    &page.request_id,
+                    "NextToken is longer than 1024 characters".into(),
+                ));
+            }
             request_ids.push(page.request_id.clone());
             all.extend(body.network_interface_sets.items);
             if body.next_token.is_empty() {
                 return Ok((all, request_ids));
             }
             if token.as_deref() == Some(body.next_token.as_str()) {
-                return Err(CloudError::InvalidResponse {
-                    action: DescribeNetworkInterfaces::ACTION,
-                    request_id: page.request_id,
-                    reason: "the service returned the same NextToken twice".into(),
-                });
+                return Err(invalid(
+                    &page.request_id,
+                    "the service returned the same NextToken twice".into(),
+                ));
             }
             token = Some(body.next_token);
         }
-        Err(CloudError::InvalidResponse {
-            action: DescribeNetworkInterfaces::ACTION,
-            request_id: request_ids.last().cloned().unwrap_or_default(),
-            reason: format!("more than {MAX_PAGES} pages"),
-        })
+        Err(invalid(
+            request_ids.last().map_or("", String::as_str),
+            format!("more than {MAX_PAGES} pages"),
+        ))
     }
 }
 

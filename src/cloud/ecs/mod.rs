@@ -15,6 +15,13 @@ pub use describe_interfaces::{
     DescribeNetworkInterfaces, DescribeNetworkInterfacesPage, TagFilter,
 };
 pub use detach::DetachNetworkInterface;
+
+/// The bounds of a DescribeNetworkInterfaces listing.
+pub mod describe_interfaces_limits {
+    pub use super::describe_interfaces::{
+        DEFAULT_MAX_ITEMS, MAX_PAGE_BYTES, MAX_PAGES, MAX_TOTAL_BYTES,
+    };
+}
 pub use types::*;
 
 /// The body of answers that carry nothing but a RequestId (Attach, Detach).
