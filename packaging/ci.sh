@@ -130,6 +130,7 @@ cat >"$work/deb.expected" <<'EOF'
 /etc/eni-agent/config.toml
 /usr/bin/eni-agent
 /usr/lib/systemd/system/eni-agent.service
+/usr/lib/tmpfiles.d/eni-agent.conf
 /usr/share/doc/eni-agent/README.md
 /usr/share/doc/eni-agent/changelog.Debian.gz
 /usr/share/doc/eni-agent/copyright

@@ -33,3 +33,4 @@ pub mod secret;
 pub mod state;
 pub mod sysctl;
 pub mod tables;
+pub mod udev;

@@ -235,12 +235,17 @@ impl Emulator {
                     return;
                 }
                 let queues = st.effective_queue_number(eni).unwrap_or(1);
+                let vswitch = st.vswitches.get(&eni.vswitch_id);
                 let nic = NicSpec {
                     eni_id: id.clone(),
                     instance_id: target,
                     mac: eni.mac.clone(),
                     queues,
                     device_index: eni.device_index.unwrap_or(0),
+                    primary: eni.eni_type == "Primary",
+                    vswitch_id: eni.vswitch_id.clone(),
+                    gateway: vswitch.map_or(std::net::Ipv4Addr::UNSPECIFIED, |v| v.cidr.gateway()),
+                    prefix_len: vswitch.map_or(32, |v| v.cidr.len),
                 };
                 if let Some(e) = st.enis.get_mut(&id) {
                     e.link_present = true;

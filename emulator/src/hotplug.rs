@@ -5,8 +5,10 @@
 //! like `ip link add eth1 netns X address … numtxqueues N numrxqueues N type
 //! veth peer name emu-pK`); the peer stays in the emulator's own namespace,
 //! out of the agent's way. Unplug deletes the peer, which removes both ends.
+//! Instances that are QEMU VMs are served by [`crate::qemu`] instead.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,6 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+
+use crate::qemu::{BridgeSpec, QemuBackend, QemuVm};
+use crate::qmp::QmpError;
 
 /// A hot-plug failure.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +38,19 @@ pub enum HotplugError {
     #[error("invalid MAC {0:?}")]
     Mac(String),
     /// The ENI's instance has no namespace to plug into.
-    #[error("instance {0} has no network namespace (give it one with --instance-netns)")]
+    #[error(
+        "instance {0} has no network namespace or VM (give it one with --instance-netns or --qemu-vm)"
+    )]
     NoNamespace(String),
+    /// A link the emulator just created is not there.
+    #[error("link {0} is missing right after it was created")]
+    Missing(String),
+    /// Every root port of the VM holds a NIC.
+    #[error("VM of instance {0} has no free pcie-root-port left (give more with --qemu-ports)")]
+    NoFreePort(String),
+    /// QEMU refused or did not answer.
+    #[error("{0}")]
+    Qmp(#[from] QmpError),
 }
 
 /// Creates and removes the veth pairs.
@@ -46,6 +62,8 @@ pub struct Hotplug {
     counter: AtomicU32,
     /// ENI id → name of the peer end in the emulator's namespace.
     peers: Mutex<HashMap<String, String>>,
+    /// Instances that are QEMU VMs.
+    qemu: Option<QemuBackend>,
 }
 
 /// What a plugged NIC looks like.
@@ -61,6 +79,14 @@ pub struct NicSpec {
     pub queues: u32,
     /// Device index (the link is named `eth<index>` when that name is free).
     pub device_index: u32,
+    /// The primary ENI (a VM's boot NIC, never hot-plugged into a VM).
+    pub primary: bool,
+    /// The ENI's vSwitch (a VM's NIC joins that vSwitch's bridge).
+    pub vswitch_id: String,
+    /// The vSwitch gateway.
+    pub gateway: Ipv4Addr,
+    /// The vSwitch prefix length.
+    pub prefix_len: u8,
 }
 
 fn parse_mac(mac: &str) -> Result<Vec<u8>, HotplugError> {
@@ -77,19 +103,42 @@ impl Hotplug {
     /// (instance id → namespace) into its namespace. Must be called inside a
     /// tokio runtime.
     pub fn new(targets: HashMap<String, OwnedFd>) -> Result<Hotplug, HotplugError> {
+        Hotplug::with_vms(targets, HashMap::new(), Vec::new())
+    }
+
+    /// Like [`Hotplug::new`], and the instances of `vms` are QEMU VMs whose
+    /// NICs join the vSwitch bridges of `bridges` in the current namespace
+    /// (the one QEMU runs in).
+    pub fn with_vms(
+        targets: HashMap<String, OwnedFd>,
+        vms: HashMap<String, QemuVm>,
+        bridges: Vec<BridgeSpec>,
+    ) -> Result<Hotplug, HotplugError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
+        let qemu = (!vms.is_empty()).then(|| QemuBackend::new(handle.clone(), vms, bridges));
         Ok(Hotplug {
             handle,
             targets,
             counter: AtomicU32::new(0),
             peers: Mutex::new(HashMap::new()),
+            qemu,
         })
     }
 
-    /// True if NICs of `instance_id` are plugged (it has a namespace).
+    /// True if NICs of `instance_id` are plugged (it has a namespace or is
+    /// a VM).
     pub fn serves(&self, instance_id: &str) -> bool {
         self.targets.contains_key(instance_id)
+            || self.qemu.as_ref().is_some_and(|q| q.serves(instance_id))
+    }
+
+    /// Creates the vSwitch bridges of the VMs (nothing without VMs).
+    pub async fn prepare(&self) -> Result<(), HotplugError> {
+        match &self.qemu {
+            Some(q) => q.prepare().await,
+            None => Ok(()),
+        }
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
@@ -99,6 +148,9 @@ impl Hotplug {
     /// Makes the NIC of `nic` appear in its instance's namespace (replacing
     /// a previous one of the same ENI).
     pub async fn plug(&self, nic: &NicSpec) -> Result<String, HotplugError> {
+        if let Some(q) = self.qemu.as_ref().filter(|q| q.serves(&nic.instance_id)) {
+            return q.plug(nic).await;
+        }
         let target = self
             .targets
             .get(&nic.instance_id)
@@ -168,6 +220,9 @@ impl Hotplug {
 
     /// Removes the NIC of `eni_id`, if plugged.
     pub async fn unplug(&self, eni_id: &str) -> Result<(), HotplugError> {
+        if let Some(q) = &self.qemu {
+            q.unplug(eni_id).await?;
+        }
         let Some(peer) = self.peers().remove(eni_id) else {
             return Ok(());
         };

@@ -17,6 +17,8 @@ pub mod hotplug;
 pub mod metadata;
 pub mod model;
 pub mod netns;
+pub mod qemu;
+pub mod qmp;
 pub mod scenario;
 pub mod server;
 pub mod settings;
@@ -36,6 +38,7 @@ use tower::ServiceExt as _;
 pub use crate::engine::Emulator;
 use crate::hotplug::{Hotplug, HotplugError};
 use crate::model::{ScenarioError, State};
+use crate::qemu::{BridgeSpec, QemuVm};
 use crate::scenario::{KeyKind, Scenario};
 
 /// Start-up failures.
@@ -66,6 +69,10 @@ pub struct Config {
     /// Namespaces of further instances (`serve --instance-netns ID=NS`):
     /// instance id → namespace. Without any namespace there is no hot-plug.
     pub instance_namespaces: Vec<(String, OwnedFd)>,
+    /// Instances that are QEMU VMs (`serve --qemu-vm ID=QMP_SOCKET`):
+    /// instance id → VM. Their NICs are hot-plugged through QMP, their taps
+    /// and vSwitch bridges live in the emulator's own namespace.
+    pub qemu_vms: Vec<(String, QemuVm)>,
 }
 
 /// The sockets to serve.
@@ -169,13 +176,19 @@ pub fn start(config: Config, listeners: Listeners) -> Result<Running, EmulatorEr
     if let Some(fd) = config.instance_netns {
         targets.insert(state.metadata_instance_id.clone(), fd);
     }
-    if let Some(id) = targets.keys().find(|id| !state.instances.contains_key(*id)) {
+    let vms: HashMap<String, QemuVm> = config.qemu_vms.into_iter().collect();
+    if let Some(id) = targets
+        .keys()
+        .chain(vms.keys())
+        .find(|id| !state.instances.contains_key(*id))
+    {
         return Err(EmulatorError::UnknownInstance(id.clone()));
     }
-    let hotplug = if targets.is_empty() {
+    let hotplug = if targets.is_empty() && vms.is_empty() {
         None
     } else {
-        Some(Hotplug::new(targets)?)
+        let bridges = vm_bridges(&state, &vms);
+        Some(Hotplug::with_vms(targets, vms, bridges)?)
     };
     let (tx, rx) = watch::channel(false);
     let api_base = url_of(&listeners.api)?;
@@ -250,10 +263,33 @@ pub async fn serve(
     on_ready: impl FnOnce(&ReadyInfo),
 ) -> Result<(), EmulatorError> {
     let running = start(config, listeners)?;
+    if let Some(h) = &running.emulator.hotplug {
+        h.prepare().await?;
+    }
     on_ready(&running.info);
     shutdown.await;
     running.shutdown().await;
     Ok(())
+}
+
+/// The bridges of the VMs' vSwitches: every vSwitch of the VPCs the VMs'
+/// primary vSwitches belong to.
+fn vm_bridges(st: &State, vms: &HashMap<String, QemuVm>) -> Vec<BridgeSpec> {
+    let vpcs: Vec<&str> = vms
+        .keys()
+        .filter_map(|id| st.instances.get(id))
+        .filter_map(|i| st.vswitches.get(&i.vswitch_id))
+        .map(|v| v.vpc_id.as_str())
+        .collect();
+    st.vswitches
+        .values()
+        .filter(|v| vpcs.contains(&v.vpc_id.as_str()))
+        .map(|v| BridgeSpec {
+            vswitch_id: v.id.clone(),
+            gateway: v.cidr.gateway(),
+            prefix_len: v.cidr.len,
+        })
+        .collect()
 }
 
 fn ready_info(st: &State, api_base: &str, metadata_urls: &[String]) -> ReadyInfo {

@@ -1,13 +1,14 @@
 //! `ecs-emulator serve`: parse the command line, bind the listeners (in the
 //! host's namespace and, optionally, in each instance namespace), set up
-//! hot-plug into the named namespaces and move into a private one, start
-//! the library, print the ready line.
+//! hot-plug into the named namespaces (and move into a private one) or into
+//! QEMU VMs, start the library, print the ready line.
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use ecs_emulator::qemu::QemuVm;
 use ecs_emulator::scenario::Scenario;
 use ecs_emulator::{Config, Listeners, netns};
 
@@ -64,6 +65,17 @@ struct ServeArgs {
     /// an agent in the namespace reaches it.
     #[arg(long, requires = "namespaces", value_name = "ADDR")]
     api_in_netns: Option<SocketAddrV4>,
+    /// An instance that is a QEMU VM, `INSTANCE_ID=QMP_SOCKET` (repeatable):
+    /// its ENIs are hot-plugged as virtio-net PCI NICs through that QMP
+    /// socket (the emulator's alone), their multi-queue taps on a bridge per
+    /// vSwitch in the emulator's namespace, which QEMU must share (start
+    /// both with `ip netns exec NS`).
+    #[arg(long, value_name = "ID=SOCKET", value_parser = parse_instance_netns, requires = "qemu_ports")]
+    qemu_vm: Vec<(String, String)>,
+    /// The free `pcie-root-port` ids of every --qemu-vm, comma-separated
+    /// (e.g. rp1,rp2,rp3,rp4).
+    #[arg(long, value_name = "ID,ID,…", value_delimiter = ',')]
+    qemu_ports: Vec<String>,
 }
 
 fn parse_instance_netns(v: &str) -> Result<(String, String), String> {
@@ -133,6 +145,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         api_extra.extend(bound.api);
         instance_namespaces.push((id.clone(), fd));
     }
+    let qemu_vms: Vec<(String, QemuVm)> = args
+        .qemu_vm
+        .iter()
+        .map(|(id, socket)| {
+            let vm = QemuVm {
+                qmp_socket: PathBuf::from(socket),
+                ports: args.qemu_ports.clone(),
+            };
+            (id.clone(), vm)
+        })
+        .collect();
+    if !qemu_vms.is_empty() && in_initial_netns() {
+        return Err(
+            "--qemu-vm creates vSwitch bridges and taps in the current network namespace: \
+            run the emulator inside the VM's named namespace (ip netns exec NS ecs-emulator serve …), \
+            never in the host's"
+                .into(),
+        );
+    }
     if instance_netns.is_some() || !instance_namespaces.is_empty() {
         // Veth peers live in a private namespace that dies with us.
         netns::unshare_private()?;
@@ -165,6 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             scenario,
             instance_netns,
             instance_namespaces,
+            qemu_vms,
         };
         ecs_emulator::serve(config, listeners, shutdown_signal(), |info| {
             let line = serde_json::to_string(info).unwrap_or_default();
@@ -173,6 +205,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
     })?;
     Ok(())
+}
+
+/// True unless this process runs in a named network namespace (one of
+/// `/var/run/netns/*`, as `ip netns exec` sets up): the host's, as far as
+/// the emulator can tell.
+fn in_initial_netns() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &std::path::Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let Some(own) = id(std::path::Path::new("/proc/self/ns/net")) else {
+        return true;
+    };
+    let named = std::fs::read_dir("/var/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten();
+    !named.into_iter().any(|e| id(&e.path()) == Some(own))
 }
 
 async fn shutdown_signal() {

@@ -74,6 +74,7 @@ fn each_instance_sees_its_own_metadata_and_nics() {
                 scenario: two_instances(),
                 instance_netns: Some(ns1),
                 instance_namespaces: vec![(OTHER.into(), ns2)],
+                qemu_vms: Vec::new(),
             },
             Listeners {
                 api: bind().await,

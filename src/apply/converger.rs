@@ -264,6 +264,9 @@ pub struct Converger {
     cfg: ConvergerConfig,
     enis: BTreeMap<String, Managed>,
     resync_needed: Option<&'static str>,
+    /// NICs udev has yet to name (ifindex → first seen), and when to look again.
+    udev_wait: BTreeMap<u32, Instant>,
+    udev_recheck: Option<Instant>,
 }
 
 impl std::fmt::Debug for Converger {
@@ -294,6 +297,8 @@ impl Converger {
             cfg,
             enis: BTreeMap::new(),
             resync_needed: None,
+            udev_wait: BTreeMap::new(),
+            udev_recheck: None,
         };
         Ok((me, handle))
     }
@@ -358,9 +363,20 @@ impl Converger {
                     None => std::future::pending().await,
                 }
             };
+            let udev_recheck = self.udev_recheck;
+            let udev = async move {
+                match udev_recheck {
+                    Some(t) => sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
+                () = udev => {
+                    self.udev_recheck = None;
+                    self.resync_needed = Some("udev");
+                }
                 ev = self.events.next() => {
                     let ev = ev.ok_or(ConvergeError::EventsClosed)?;
                     self.on_event(ev);
@@ -397,6 +413,18 @@ impl Converger {
     }
 
     fn bind(&mut self, eni_id: &str, link: &netlink::Link) {
+        if crate::udev::pending(link.index, &link.name) {
+            let first = *self
+                .udev_wait
+                .entry(link.index)
+                .or_insert_with(Instant::now);
+            if first.elapsed() < UDEV_WAIT_MAX {
+                self.udev_recheck.get_or_insert(Instant::now() + UDEV_POLL);
+                return;
+            }
+            tracing::warn!(eni = eni_id, name = %link.name, "udev has not named the NIC in time; configuring it as it is");
+        }
+        self.udev_wait.remove(&link.index);
         if let Some(m) = self.enis.get_mut(eni_id) {
             m.ifindex = Some(link.index);
             m.dirty = true;
@@ -712,6 +740,9 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 
 /// The longest wait between retries of a failing apply.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a NIC may wait for udev to name it, and how often to look.
+const UDEV_WAIT_MAX: Duration = Duration::from_secs(5);
+const UDEV_POLL: Duration = Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {

@@ -192,6 +192,7 @@ pub async fn start(scenario: Scenario, netns: Option<OwnedFd>) -> Harness {
             scenario,
             instance_netns: netns,
             instance_namespaces: Vec::new(),
+            qemu_vms: Vec::new(),
         },
         Listeners {
             api,
