@@ -186,9 +186,10 @@ def s_datapath(lab):
     t0, p0 = lab.tap_counters(tap), lab.tap_counters("vmtap0")
     n = ping(lab, ENI_B[5])
     t1, p1 = lab.tap_counters(tap), lab.tap_counters("vmtap0")
+    why = lab.sh(f"ip route get {ENI_B[5]}; ip -4 rule; ip -4 route show table main").strip()
     check(p1[0] - p0[0] >= n and p1[1] - p0[1] >= n,
-          f"unsourced: {n} echo replies, the primary's tap saw rx {p1[0]-p0[0]}, tx {p1[1]-p0[1]}")
-    check(t1[0] - t0[0] < n, f"unsourced traffic used {ENI_B[0]}'s NIC ({t1[0]-t0[0]} packets)")
+          f"unsourced: {n} echo replies, the primary's tap saw rx {p1[0]-p0[0]}, tx {p1[1]-p0[1]}; {why}")
+    check(t1[0] - t0[0] < n, f"unsourced traffic used {ENI_B[0]}'s NIC ({t1[0]-t0[0]} packets); {why}")
 
 
 def s_reboot(lab):
