@@ -563,3 +563,34 @@ fn daemon_beside_hostile_answers_keeps_the_primary_nic_through_drift() {
     assert_eq!(env.addresses("foreign0"), ["10.77.0.1/24"]);
     assert_eq!(env.addresses("foreign0p"), ["192.168.10.95/32"]);
 }
+
+/// In tag mode a DescribeNetworkInterfaces that fails at start-up is
+/// retried: once the API answers again, the tag-selected ENIs are
+/// configured without a SIGHUP or a restart.
+#[test]
+fn daemon_retries_a_tag_lookup_that_failed_at_start_up() {
+    let Some(env) = Env::new("hostile_tag_lookup_start_up") else {
+        return;
+    };
+    env.write_config("", &["tag = \"team=net\"".to_owned()]);
+    env.patch_settings(
+        &json!({"faults": {"actions": {"DescribeNetworkInterfaces": {"internal_error_rate": 1.0}}}}),
+    );
+    let d = env.spawn(&["run"], &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || stderr_of(&d)
+            .contains("cannot list ENIs by tag")),
+        "the failed lookup is reported: {}",
+        stderr_of(&d)
+    );
+    assert!(env.codes("AttachNetworkInterface", ENI1).is_empty());
+    env.patch_settings(&json!({"faults": {"actions": {"DescribeNetworkInterfaces": null}}}));
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(60));
+    env.wait_configured(ENI2, Duration::from_secs(30));
+    assert!(
+        stderr_of(&d).contains("the tag lookups succeeded again"),
+        "{}",
+        stderr_of(&d)
+    );
+    env.assert_eni1_configured(&dev1, table1);
+}
