@@ -19,20 +19,7 @@ impl Reconciler {
         index: u32,
         gone: &[AddressSpec],
     ) -> Result<Vec<String>, NetlinkError> {
-        let recorded: Vec<std::net::IpAddr> = gone.iter().map(|g| g.addr).collect();
-        let mut done = Vec::new();
-        for a in addr_list(&self.handle, index).await? {
-            if recorded.contains(&a.addr) && a.is_ours(&recorded) {
-                addr_del(&self.handle, &a).await?;
-                done.push(format!(
-                    "ip address del {}/{} dev {}",
-                    a.addr,
-                    a.prefix_len,
-                    netlink::dev(index)
-                ));
-            }
-        }
-        Ok(done)
+        self.remove_marked_addresses(index, gone, true).await
     }
 
     /// Every address of the agent's on link `index`: those with its mark,
@@ -43,10 +30,22 @@ impl Reconciler {
         index: u32,
         recorded: &[AddressSpec],
     ) -> Result<Vec<String>, NetlinkError> {
-        let recorded: Vec<std::net::IpAddr> = recorded.iter().map(|g| g.addr).collect();
+        self.remove_marked_addresses(index, recorded, false).await
+    }
+
+    /// Deletes the agent's addresses on link `index` (see
+    /// [`Addr::is_ours`](netlink::Addr::is_ours)); with `only_listed`
+    /// just those whose IP is in `listed`.
+    async fn remove_marked_addresses(
+        &self,
+        index: u32,
+        listed: &[AddressSpec],
+        only_listed: bool,
+    ) -> Result<Vec<String>, NetlinkError> {
+        let listed: Vec<std::net::IpAddr> = listed.iter().map(|g| g.addr).collect();
         let mut done = Vec::new();
         for a in addr_list(&self.handle, index).await? {
-            if a.is_ours(&recorded) {
+            if (!only_listed || listed.contains(&a.addr)) && a.is_ours(&listed) {
                 addr_del(&self.handle, &a).await?;
                 done.push(format!(
                     "ip address del {}/{} dev {}",
