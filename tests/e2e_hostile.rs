@@ -207,6 +207,9 @@ fn daemon_keeps_running_and_never_touches_the_primary_nic() {
     }
 }
 
+/// A named way to disturb the legitimate ENI's configuration.
+type Drift<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 /// The repairs recorded for `eni` (its state record).
 fn repairs(env: &Env, eni: &str) -> u64 {
     env.record(eni)
@@ -240,7 +243,7 @@ fn drift_the_good_eni(env: &Env, eni: &str, dev: &str, table: u32, check: &dyn F
         .unwrap_or_else(|| panic!("{eni}: no IPv4 address on {dev}: {:?}", good.2))
         .clone();
     let other_rp = if good_rp == "2" { "1" } else { "2" };
-    let drifts: [(&str, Box<dyn Fn() + '_>); 4] = [
+    let drifts: [Drift<'_>; 4] = [
         (
             "a deleted rule",
             Box::new(|| {
