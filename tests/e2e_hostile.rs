@@ -3,7 +3,8 @@
 //! exits non-zero (the daemon keeps running) with an error naming what is
 //! wrong, and the namespace's primary NIC `eth0` keeps its addresses, its
 //! routes, the main table and its sysctls byte for byte — through attach,
-//! detach and daemon restart.
+//! drift of a legitimately configured ENI beside it, detach and daemon
+//! restart.
 
 mod e2e;
 
@@ -57,25 +58,40 @@ fn fake_eth0(env: &Env, mac: Option<&str>) {
     );
 }
 
-/// eth0's addresses, the main table (both families), every rule and eth0's
-/// sysctls, as text.
+/// eth0's addresses, the main table (both families), every rule and every
+/// readable sysctl of eth0 (`/proc/sys/net/ipv{4,6}/conf/eth0/*`), as text.
 fn primary_snapshot(env: &Env) -> String {
     let mut s = env.ip(&["-d", "address", "show", "dev", "eth0"]);
     s += &env.ip(&["route", "show", "table", "main"]);
     s += &env.ip(&["-6", "route", "show", "table", "main"]);
     s += &env.rules();
-    for key in [
-        "ipv4/conf/eth0/rp_filter",
-        "ipv4/conf/eth0/arp_ignore",
-        "ipv4/conf/eth0/arp_announce",
-        "ipv6/conf/eth0/accept_ra",
-        "ipv6/conf/eth0/disable_ipv6",
-    ] {
-        let (ok, v) = env.exec(&["cat", &format!("/proc/sys/net/{key}")]);
-        assert!(ok, "{key}: {v}");
-        s += &format!("{key}={v}");
-    }
+    s += &primary_sysctls(env);
     s
+}
+
+/// Every readable `/proc/sys/net/ipv{4,6}/conf/eth0/*` as `path:value`
+/// lines, sorted (`stable_secret` cannot be read until set: skipped).
+fn primary_sysctls(env: &Env) -> String {
+    // grep exits 2 for the unreadable file even with -s: judge the output.
+    let (_, out) = env.exec(&[
+        "grep",
+        "-rs",
+        "",
+        "/proc/sys/net/ipv4/conf/eth0",
+        "/proc/sys/net/ipv6/conf/eth0",
+    ]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("/proc/sys/net/ipv4/conf/eth0/rp_filter:"))
+            && lines
+                .iter()
+                .any(|l| l.starts_with("/proc/sys/net/ipv6/conf/eth0/accept_ra:")),
+        "eth0's sysctls unreadable: {out}"
+    );
+    lines.join("\n") + "\n"
 }
 
 fn stderr_of(agent: &Agent) -> String {
@@ -163,7 +179,7 @@ fn daemon_keeps_running_and_never_touches_the_primary_nic() {
     for round in 0..2 {
         let d = env.spawn(&["run"], &[]);
         // The other ENI is configured normally.
-        let (dev2, _) = env.wait_configured(ENI2, Duration::from_secs(30));
+        let (dev2, table2) = env.wait_configured(ENI2, Duration::from_secs(30));
         assert!(
             wait_for(Duration::from_secs(30), || {
                 let e = stderr_of(&d);
@@ -178,9 +194,98 @@ fn daemon_keeps_running_and_never_touches_the_primary_nic() {
             "round {round}: the primary NIC changed"
         );
         assert!(env.codes("AttachNetworkInterface", ENI1).is_empty());
+        drift_the_good_eni(&env, ENI2, &dev2, table2, &|what| {
+            assert_eq!(
+                without(&primary_snapshot(&env), &dev2),
+                without(&before, &dev2),
+                "round {round}: the primary NIC changed after {what}"
+            );
+        });
         env.signal(&d, Signal::SIGTERM);
         env.wait(&d, Duration::from_secs(10))
             .expect_code(0, "SIGTERM");
+    }
+}
+
+/// A named way to disturb the legitimate ENI's configuration.
+type Drift<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
+/// The repairs recorded for `eni` (its state record).
+fn repairs(env: &Env, eni: &str) -> u64 {
+    env.record(eni)
+        .and_then(|r| r["repairs"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Drift on the ENI the daemon configures legitimately beside a hostile
+/// one: one of its rules deleted, one of its addresses deleted, its table
+/// flushed together with a sysctl changed, its link set down. After each,
+/// waits for the repair (the state record counts it and the ENI's rules,
+/// routes, addresses and sysctl are back), then `check` looks at the
+/// primary NIC.
+fn drift_the_good_eni(env: &Env, eni: &str, dev: &str, table: u32, check: &dyn Fn(&str)) {
+    let t = table.to_string();
+    let good = env.snapshot(dev, table);
+    let rp_key = format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter");
+    let sysctl = || env.exec(&["cat", &rp_key]).1.trim().to_owned();
+    let good_rp = sysctl();
+    let rule = good
+        .0
+        .iter()
+        .find(|l| l.contains(&format!("lookup {t} ")))
+        .unwrap_or_else(|| panic!("{eni}: no rule for table {t}: {:?}", good.0))
+        .clone();
+    let (pref, selector) = rule.split_once(": ").expect("`ip rule` line");
+    let address = good
+        .2
+        .iter()
+        .find(|a| a.contains('.'))
+        .unwrap_or_else(|| panic!("{eni}: no IPv4 address on {dev}: {:?}", good.2))
+        .clone();
+    let other_rp = if good_rp == "2" { "1" } else { "2" };
+    let drifts: [Drift<'_>; 4] = [
+        (
+            "a deleted rule",
+            Box::new(|| {
+                let mut args = vec!["rule", "del", "priority", pref];
+                args.extend(selector.split_whitespace());
+                env.ip(&args);
+            }),
+        ),
+        (
+            "a deleted address",
+            Box::new(|| {
+                env.ip(&["address", "del", &address, "dev", dev]);
+            }),
+        ),
+        (
+            "a flushed table and a changed sysctl",
+            Box::new(|| {
+                let (ok, out) = env.exec(&["sh", "-c", &format!("echo {other_rp} > {rp_key}")]);
+                assert!(ok, "{rp_key}: {out}");
+                env.ip(&["route", "flush", "table", &t]);
+            }),
+        ),
+        (
+            "a link set down",
+            Box::new(|| {
+                env.ip(&["link", "set", dev, "down"]);
+            }),
+        ),
+    ];
+    for (what, drift) in drifts {
+        let before = repairs(env, eni);
+        drift();
+        assert!(
+            wait_for(Duration::from_secs(10), || repairs(env, eni) > before
+                && env.snapshot(dev, table) == good
+                && sysctl() == good_rp),
+            "{what} on {dev} not repaired: {} repairs (was {before}), rp_filter {}\n{:?}\nwant {good:?}",
+            repairs(env, eni),
+            sysctl(),
+            env.snapshot(dev, table)
+        );
+        check(what);
     }
 }
 
@@ -304,4 +409,191 @@ fn oneshot_refuses_hostile_vswitch_facts() {
             "{eni}: detach changed the primary NIC"
         );
     }
+}
+
+/// The daemon with a legitimate ENI beside every kind of hostile answer it
+/// can be given at once — the instance's primary MAC, a NIC carrying
+/// addresses that are not the agent's, an address already on another NIC, a vSwitch
+/// CIDR covering half the Internet, a vSwitch outside its VPC — and table
+/// 10001 already in use by another tool: each hostile ENI is refused by
+/// name, the legitimate one gets another table, and through drift of the
+/// legitimate ENI, a daemon restart and the detach of everything, eth0's
+/// addresses, routes, the main table, the rules and eth0's sysctls stay byte
+/// for byte what they were before the agent started, and the foreign table
+/// is left alone.
+#[test]
+fn daemon_beside_hostile_answers_keeps_the_primary_nic_through_drift() {
+    let Some(env) = Env::new("hostile_daemon_drift") else {
+        return;
+    };
+    fake_eth0(&env, None);
+    // A NIC of another tool, carrying its own address.
+    env.ip(&[
+        "link",
+        "add",
+        "foreign0",
+        "address",
+        "00:16:3e:10:00:93",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "foreign0p",
+    ]);
+    env.ip(&["address", "add", "10.77.0.1/24", "dev", "foreign0"]);
+    env.ip(&["address", "add", "192.168.10.95/32", "dev", "foreign0p"]);
+    env.ip(&[
+        "route",
+        "add",
+        "unreachable",
+        "198.51.100.0/24",
+        "table",
+        &TABLE.to_string(),
+    ]);
+    let foreign_table = env.table_routes(TABLE);
+    env.seed(&json!({
+        "vswitches": [
+            {"id": "vsw-emu0halfnet", "vpc_id": "vpc-emu0main", "zone_id": "cn-hangzhou-i", "cidr": "0.0.0.0/1"},
+            {"id": "vsw-emu0outside", "vpc_id": "vpc-emu0main", "zone_id": "cn-hangzhou-i", "cidr": "10.99.0.0/24"}
+        ],
+        "enis": [
+            {"id": "eni-emu0primarymac01", "vswitch_id": "vsw-emu0zonei", "mac": PRIMARY_MAC, "primary_ip": "192.168.10.80"},
+            {"id": "eni-emu0foreignnic01", "vswitch_id": "vsw-emu0zonei", "mac": "00:16:3e:10:00:93", "primary_ip": "192.168.10.93"},
+            {"id": "eni-emu0takenaddr001", "vswitch_id": "vsw-emu0zonei", "mac": "00:16:3e:10:00:94", "primary_ip": "192.168.10.95"},
+            {"id": "eni-emu0halfnet0001", "vswitch_id": "vsw-emu0halfnet", "mac": "00:16:3e:10:00:91", "primary_ip": "0.0.0.91"},
+            {"id": "eni-emu0outside0001", "vswitch_id": "vsw-emu0outside", "mac": "00:16:3e:10:00:92", "primary_ip": "10.99.0.92"}
+        ]
+    }));
+    let hostile: [(&str, &[&str]); 5] = [
+        ("eni-emu0primarymac01", &[PRIMARY_MAC, "primary NIC"]),
+        ("eni-emu0foreignnic01", &["foreign0", "10.77.0.1/24"]),
+        (
+            "eni-emu0takenaddr001",
+            &["192.168.10.95", "another link (foreign0p)"],
+        ),
+        ("eni-emu0halfnet0001", &["subnet.vswitch_cidr", "0.0.0.0/1"]),
+        ("eni-emu0outside0001", &["10.99.0.0/24", "192.168.0.0/16"]),
+    ];
+    let guarded = [
+        "eni-emu0primarymac01",
+        "eni-emu0foreignnic01",
+        "eni-emu0takenaddr001",
+    ];
+    let mut enis = vec![Env::eni(ENI1)];
+    enis.extend(hostile.iter().map(|(id, _)| Env::eni(id)));
+    env.write_config("", &enis);
+    let before = primary_snapshot(&env);
+    for round in 0..2 {
+        let d = env.spawn(&["run"], &[]);
+        let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(30));
+        assert_ne!(table1, TABLE, "round {round}: a table in use was taken");
+        for (eni, needles) in hostile {
+            assert!(
+                wait_for(Duration::from_secs(30), || {
+                    let e = stderr_of(&d);
+                    e.lines()
+                        .any(|l| l.contains(eni) && needles.iter().all(|n| l.contains(n)))
+                }),
+                "round {round}: the daemon reports refusing {eni} with {needles:?}: {}",
+                stderr_of(&d)
+            );
+            // The guard refuses before the attach; vSwitch facts are known
+            // only from the attached NIC's metadata, so those ENIs are
+            // attached but never configured.
+            if guarded.contains(&eni) {
+                assert!(
+                    env.codes("AttachNetworkInterface", eni).is_empty(),
+                    "round {round}: {eni} attached"
+                );
+            }
+        }
+        let check = |when: &str| {
+            assert_eq!(
+                without(&primary_snapshot(&env), &dev1),
+                without(&before, &dev1),
+                "round {round}: the primary NIC changed {when}"
+            );
+            assert_eq!(
+                env.table_routes(TABLE),
+                foreign_table,
+                "round {round}: the foreign table changed {when}"
+            );
+            for mac in ["00:16:3e:10:00:91", "00:16:3e:10:00:92"] {
+                if let Some(nic) = env.link_with_mac(mac) {
+                    assert_eq!(
+                        env.addresses(&nic),
+                        Vec::<String>::new(),
+                        "round {round}: the refused ENI's NIC {nic} was configured {when}"
+                    );
+                }
+            }
+            assert_eq!(
+                (env.addresses("foreign0"), env.addresses("foreign0p")),
+                (
+                    vec!["10.77.0.1/24".to_owned()],
+                    vec!["192.168.10.95/32".to_owned()]
+                ),
+                "round {round}: the foreign NICs changed {when}"
+            );
+        };
+        check("at attach");
+        drift_the_good_eni(&env, ENI1, &dev1, table1, &|what| {
+            check(&format!("after {what}"));
+        });
+        env.signal(&d, Signal::SIGTERM);
+        env.wait(&d, Duration::from_secs(10))
+            .expect_code(0, "SIGTERM");
+        check("at the daemon's stop");
+    }
+    env.detach(ENI1)
+        .expect_code(0, "detach of the legitimate ENI");
+    for (eni, _) in hostile {
+        env.detach(eni);
+        if guarded.contains(&eni) {
+            assert!(
+                env.codes("DetachNetworkInterface", eni).is_empty(),
+                "{eni}: a detach was sent for an ENI never attached"
+            );
+        }
+    }
+    assert_eq!(env.our_rules(), Vec::<String>::new());
+    assert_eq!(
+        primary_snapshot(&env),
+        before,
+        "detach changed the primary NIC"
+    );
+    assert_eq!(env.table_routes(TABLE), foreign_table);
+    assert_eq!(env.addresses("foreign0"), ["10.77.0.1/24"]);
+    assert_eq!(env.addresses("foreign0p"), ["192.168.10.95/32"]);
+}
+
+/// In tag mode a DescribeNetworkInterfaces that fails at start-up is
+/// retried: once the API answers again, the tag-selected ENIs are
+/// configured without a SIGHUP or a restart.
+#[test]
+fn daemon_retries_a_tag_lookup_that_failed_at_start_up() {
+    let Some(env) = Env::new("hostile_tag_lookup_start_up") else {
+        return;
+    };
+    env.write_config("", &["tag = \"team=net\"".to_owned()]);
+    env.patch_settings(
+        &json!({"faults": {"actions": {"DescribeNetworkInterfaces": {"internal_error_rate": 1.0}}}}),
+    );
+    let d = env.spawn(&["run"], &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || stderr_of(&d)
+            .contains("cannot list ENIs by tag")),
+        "the failed lookup is reported: {}",
+        stderr_of(&d)
+    );
+    assert!(env.codes("AttachNetworkInterface", ENI1).is_empty());
+    env.patch_settings(&json!({"faults": {"actions": {"DescribeNetworkInterfaces": null}}}));
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(60));
+    env.wait_configured(ENI2, Duration::from_secs(30));
+    assert!(
+        stderr_of(&d).contains("the tag lookups succeeded again"),
+        "{}",
+        stderr_of(&d)
+    );
+    env.assert_eni1_configured(&dev1, table1);
 }

@@ -28,7 +28,7 @@ use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
 use crate::ethtool::{self, EthtoolError};
-use crate::netlink::{self, Batcher, NetlinkError, Request, route_list, rule_list};
+use crate::netlink::{self, Batcher, NetlinkError, Request, rule_list};
 use crate::plan::Plan;
 use crate::sysctl::{Sysctl, SysctlError};
 
@@ -340,9 +340,9 @@ impl Reconciler {
     pub async fn tables_in_use(&self) -> Result<std::collections::BTreeSet<u32>, NetlinkError> {
         let mut out = std::collections::BTreeSet::new();
         for v6 in [false, true] {
-            for r in route_list(&self.handle, v6).await? {
-                out.insert(r.table);
-            }
+            // Every route counts, not only the unicast ones the agent manages:
+            // a table holding another tool's unreachable route is in use.
+            out.extend(netlink::route_tables(&self.handle, v6).await?);
             for r in rule_list(&self.handle, v6).await? {
                 if r.lookup {
                     out.insert(r.table);

@@ -26,7 +26,9 @@ pub use addr::{
 pub use batch::{BatchError, Batcher, Request};
 pub use link::{Link, link_list, link_set_mtu, link_set_up, link_show};
 pub(crate) use route::route_message;
-pub use route::{Route, route_del, route_list, route_list_table, route_list_table_both};
+pub use route::{
+    Route, route_del, route_list, route_list_table, route_list_table_both, route_tables,
+};
 pub(crate) use rule::rule_message;
 pub use rule::{Rule, rule_del, rule_list};
 pub use watch::{Event, EventStream, Interest, subscribe};

@@ -137,6 +137,30 @@ pub async fn route_list(handle: &Handle, ipv6: bool) -> Result<Vec<Route>, Netli
     Ok(msgs.iter().filter_map(Route::from_message).collect())
 }
 
+/// The table of every route of the family, whatever its type (unicast,
+/// unreachable, blackhole, prohibit, multipath…): what makes a table in use.
+pub async fn route_tables(handle: &Handle, ipv6: bool) -> Result<Vec<u32>, NetlinkError> {
+    let cmd = if ipv6 {
+        "ip -6 route show table all"
+    } else {
+        "ip route show table all"
+    };
+    let msgs = collect(cmd, handle.route().get(dump_request(ipv6)).execute()).await?;
+    Ok(msgs
+        .iter()
+        .filter(|m| !m.header.flags.contains(RouteFlags::Cloned))
+        .map(|m| {
+            m.attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Table(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap_or(u32::from(m.header.table))
+        })
+        .collect())
+}
+
 /// `ip [-6] route show table <table> [dev <oif>]`: the kernel filters with
 /// strict checking on; filtered here too. A table that does not exist yet is empty.
 pub async fn route_list_table(
