@@ -226,7 +226,9 @@ def s_detach(lab):
     lab.sh("systemctl stop eni-agent")
     lab.sh(f"eni-agent detach {ENI_A[0]} --timeout 2m", timeout=180)
     lab.wait_guest(f"! ip -o link | grep -qi {ENI_A[1]}", "the NIC unplugged", 60)
-    left = lab.sh("ip rule show proto 237; ip -6 rule show proto 237; ip route show table all proto 237; "
+    # `ip rule show` ignores a proto filter on Debian 12's iproute2: grep the details.
+    left = lab.sh("ip -d -4 rule show | grep -w 'proto 237'; ip -d -6 rule show | grep -w 'proto 237'; "
+                  "ip route show table all proto 237; "
                   "ip -6 route show table all proto 237; "
                   "ls /run/NetworkManager/conf.d/ /run/systemd/network/ /run/udev/rules.d/ 2>/dev/null | grep eni-agent || true")
     check(left.strip() == "", f"left behind after detach: {left}")
