@@ -153,7 +153,8 @@ def s_daemon(lab):
             check(got == value, f"{name} is {got}, the agent plans {value}")
     # Searched in the guest: the whole journal through the guest agent's
     # captured output is not to be relied on.
-    journal = "journalctl -b -u eni-agent --no-pager -o cat"
+    # -o verbose: the ENI id is a field of the entry, not part of its MESSAGE.
+    journal = "journalctl -b -u eni-agent --no-pager -o verbose"
     for eni in (ENI_A, ENI_B):
         rc, _, _ = lab.qga().sh(f"{journal} | grep -qF {eni[0]}", 60)
         check(rc == 0, f"the journal lacks {eni[0]}: {lab.sh(f'{journal} | tail -n 15')}")
