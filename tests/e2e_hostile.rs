@@ -597,3 +597,82 @@ fn daemon_retries_a_tag_lookup_that_failed_at_start_up() {
     );
     env.assert_eni1_configured(&dev1, table1);
 }
+
+/// A TCP listener on 127.0.0.1:`port` inside the namespace (bound by a
+/// thread that joined it; the socket stays in that namespace).
+fn listener_in(netns: &str, port: u16) -> std::net::TcpListener {
+    let ns_path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).expect("open netns");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind in the namespace");
+        l.set_nonblocking(true).expect("nonblocking");
+        l
+    })
+    .join()
+    .expect("listener thread")
+}
+
+/// A metadata `region-id` that would redirect the endpoint
+/// (`https://ecs-vpc.{region}.aliyuncs.com`) to a local listener, or that
+/// carries a newline: the one-shot exits non-zero naming region-id, no
+/// connection reaches the listener, eth0 is unchanged and no state is left.
+#[test]
+fn a_hostile_metadata_region_id_is_refused_before_any_request() {
+    let Some(env) = Env::new("hostile_region_id") else {
+        return;
+    };
+    // No api.region: the region comes from the metadata service.
+    env.write_config("", &[Env::eni(ENI1)]);
+    fake_eth0(&env, None);
+    let listener = listener_in(&env.netns, 18443);
+    let before = primary_snapshot(&env);
+    for region in ["x@127.0.0.1:18443#", "cn-hangzhou\n127.0.0.1:18443"] {
+        let path = format!("/instances/{INSTANCE}");
+        let (st, body) = env.control("PATCH", &path, Some(&json!({ "region_id": region })));
+        assert_eq!(st, 200, "{body}");
+        // The endpoint comes from the region: no ENI_AGENT_ECS_ENDPOINT.
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &env.netns])
+            .arg(agent_bin())
+            .arg("--config")
+            .arg(env.config_path())
+            .args(["attach", ENI1, "--timeout", "10s"])
+            .env_remove("ENI_AGENT_ECS_ENDPOINT")
+            .env("ENI_AGENT_METADATA_ENDPOINT", "http://100.100.100.200")
+            .env(
+                "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                env.ready["access_key_id"].as_str().expect("key id"),
+            )
+            .env(
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                env.ready["access_key_secret"].as_str().expect("secret"),
+            )
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run eni-agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code().is_some(),
+            "{region:?}: exits non-zero: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("region-id"),
+            "{region:?}: the error names region-id: {stderr}"
+        );
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{region:?}: no request reached the listener"
+        );
+        assert_eq!(primary_snapshot(&env), before, "{region:?}: eth0 unchanged");
+        assert!(env.record(ENI1).is_none(), "{region:?}: no ENI record");
+        assert!(
+            env.calls()
+                .iter()
+                .all(|c| c["action"] != "AttachNetworkInterface"),
+            "{region:?}: no Attach reached the emulator"
+        );
+    }
+}
