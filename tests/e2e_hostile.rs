@@ -676,3 +676,96 @@ fn a_hostile_metadata_region_id_is_refused_before_any_request() {
         );
     }
 }
+
+/// In tag mode a DescribeNetworkInterfaces answer carrying an ENI id with a
+/// newline (a would-be hand-off line) is refused as a whole: the daemon
+/// keeps running with the last good answer (nothing detached), says which
+/// field is wrong, and the id reaches neither a state file nor an sd_notify
+/// message (each STATUS stays one line).
+#[test]
+fn daemon_refuses_a_malformed_eni_id_from_the_tag_lookup() {
+    let Some(env) = Env::new("hostile_tag_bad_id") else {
+        return;
+    };
+    let hostile = "eni-emu0bad\nmatch-device=interface-name:eth0";
+    env.write_config("", &["tag = \"team=net\"".to_owned()]);
+    let mut notify = NotifySocket::bind(env.dir.path());
+    let d = env.spawn(
+        &["run"],
+        &[("NOTIFY_SOCKET", notify.path.display().to_string())],
+    );
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(30));
+    env.wait_configured(ENI2, Duration::from_secs(30));
+    env.seed(&json!({"enis": [{
+        "id": hostile, "vswitch_id": "vsw-emu0zonei", "mac": "00:16:3e:10:00:95",
+        "primary_ip": "192.168.10.95", "tags": {"team": "net"}
+    }]}));
+    env.signal(&d, Signal::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let e = stderr_of(&d);
+            e.contains("NetworkInterfaceId") && e.contains("not a valid ENI id")
+        }),
+        "the refusal names the id field: {}",
+        stderr_of(&d)
+    );
+    let mut messages = Vec::new();
+    while let Some(m) = notify.recv(Duration::from_millis(500)) {
+        messages.push(m);
+    }
+    assert!(
+        messages.iter().any(|m| m.contains("READY=1")),
+        "the daemon got ready: {messages:?}"
+    );
+    for m in &messages {
+        assert!(
+            !m.contains("match-device") && !m.contains("eni-emu0bad"),
+            "a notify message carries the id: {m:?}"
+        );
+        // One `KEY=value` per line: a STATUS split by a newline would leave
+        // a line that is not one.
+        for line in m.lines() {
+            let key = line.split_once('=').map(|(k, _)| k).unwrap_or("");
+            assert!(
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "a notify line that is not KEY=value: {line:?} in {m:?}"
+            );
+        }
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![env.state_dir()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(
+            !text.contains("match-device") && !text.contains("eni-emu0bad"),
+            "{} carries the id",
+            f.display()
+        );
+    }
+    assert!(
+        env.codes("AttachNetworkInterface", hostile).is_empty(),
+        "the malformed id is never attached"
+    );
+    for eni in [ENI1, ENI2] {
+        assert!(
+            env.codes("DetachNetworkInterface", eni).is_empty(),
+            "{eni} detached"
+        );
+    }
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid), None).is_ok(),
+        "the daemon keeps running: {}",
+        stderr_of(&d)
+    );
+    env.assert_eni1_configured(&dev1, table1);
+}
