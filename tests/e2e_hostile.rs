@@ -769,3 +769,64 @@ fn daemon_refuses_a_malformed_eni_id_from_the_tag_lookup() {
     );
     env.assert_eni1_configured(&dev1, table1);
 }
+
+/// ENI1's rules and table-TABLE routes, as text.
+fn eni1_table(env: &Env) -> (Vec<String>, Vec<String>) {
+    let lookup = format!("lookup {TABLE}");
+    let rules = env
+        .our_rules()
+        .into_iter()
+        .filter(|r| r.contains(&lookup))
+        .collect();
+    (rules, env.table_routes(TABLE))
+}
+
+/// A table that holds another ENI's routes and rules is never handed out
+/// again: not after tables.json was deleted (as its corruption message
+/// advises), nor to a one-shot with a second state directory. ENI2 gets
+/// another table and ENI1's rules and routes stay byte for byte.
+#[test]
+fn a_table_in_use_is_not_reused_after_tables_json_is_lost_or_by_a_second_state_dir() {
+    let Some(env) = Env::new("hostile_table_reuse") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.attach(ENI1).expect_code(0, "attach ENI1");
+    env.assert_eni1_configured("eth1", TABLE);
+    let before = eni1_table(&env);
+    assert!(!before.0.is_empty() && !before.1.is_empty(), "{before:?}");
+    let tables = env.state_dir().join("tables.json");
+    assert!(tables.exists(), "{} exists", tables.display());
+
+    // (1) tables.json deleted.
+    std::fs::remove_file(&tables).expect("remove tables.json");
+    env.attach(ENI2)
+        .expect_code(0, "attach ENI2 without tables.json");
+    assert_eq!(eni1_table(&env), before, "ENI1's table after ENI2's attach");
+    env.assert_eni1_configured("eth1", TABLE);
+    env.detach(ENI2).expect_code(0, "detach ENI2");
+    assert_eq!(eni1_table(&env), before, "ENI1's table after ENI2's detach");
+
+    // (2) a second state directory, no tables.json in it.
+    let config = std::fs::read_to_string(env.config_path()).expect("config");
+    let first = env.state_dir().display().to_string();
+    let second = env.path("state2");
+    std::fs::create_dir_all(&second).expect("state2");
+    std::fs::write(
+        env.config_path(),
+        config.replace(&first, &second.display().to_string()),
+    )
+    .expect("config with state2");
+    env.attach(ENI2)
+        .expect_code(0, "attach ENI2 from a second state directory");
+    assert_eq!(eni1_table(&env), before, "ENI1's table beside state2");
+    env.assert_eni1_configured("eth1", TABLE);
+    env.detach(ENI2).expect_code(0, "detach ENI2 (state2)");
+    assert_eq!(
+        eni1_table(&env),
+        before,
+        "ENI1's table after state2's detach"
+    );
+    std::fs::write(env.config_path(), config).expect("config back");
+    env.detach(ENI1).expect_code(0, "detach ENI1");
+}
