@@ -597,3 +597,236 @@ fn daemon_retries_a_tag_lookup_that_failed_at_start_up() {
     );
     env.assert_eni1_configured(&dev1, table1);
 }
+
+/// A TCP listener on 127.0.0.1:`port` inside the namespace (bound by a
+/// thread that joined it; the socket stays in that namespace).
+fn listener_in(netns: &str, port: u16) -> std::net::TcpListener {
+    let ns_path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).expect("open netns");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind in the namespace");
+        l.set_nonblocking(true).expect("nonblocking");
+        l
+    })
+    .join()
+    .expect("listener thread")
+}
+
+/// A metadata `region-id` that would redirect the endpoint
+/// (`https://ecs-vpc.{region}.aliyuncs.com`) to a local listener, or that
+/// carries a newline: the one-shot exits non-zero naming region-id, no
+/// connection reaches the listener, eth0 is unchanged and no state is left.
+#[test]
+fn a_hostile_metadata_region_id_is_refused_before_any_request() {
+    let Some(env) = Env::new("hostile_region_id") else {
+        return;
+    };
+    // No api.region: the region comes from the metadata service.
+    env.write_config("", &[Env::eni(ENI1)]);
+    fake_eth0(&env, None);
+    let listener = listener_in(&env.netns, 18443);
+    let before = primary_snapshot(&env);
+    for region in ["x@127.0.0.1:18443#", "cn-hangzhou\n127.0.0.1:18443"] {
+        let path = format!("/instances/{INSTANCE}");
+        let (st, body) = env.control("PATCH", &path, Some(&json!({ "region_id": region })));
+        assert_eq!(st, 200, "{body}");
+        // The endpoint comes from the region: no ENI_AGENT_ECS_ENDPOINT.
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &env.netns])
+            .arg(agent_bin())
+            .arg("--config")
+            .arg(env.config_path())
+            .args(["attach", ENI1, "--timeout", "10s"])
+            .env_remove("ENI_AGENT_ECS_ENDPOINT")
+            .env("ENI_AGENT_METADATA_ENDPOINT", "http://100.100.100.200")
+            .env(
+                "ALIBABA_CLOUD_ACCESS_KEY_ID",
+                env.ready["access_key_id"].as_str().expect("key id"),
+            )
+            .env(
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                env.ready["access_key_secret"].as_str().expect("secret"),
+            )
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run eni-agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code().is_some(),
+            "{region:?}: exits non-zero: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("region-id"),
+            "{region:?}: the error names region-id: {stderr}"
+        );
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{region:?}: no request reached the listener"
+        );
+        assert_eq!(primary_snapshot(&env), before, "{region:?}: eth0 unchanged");
+        assert!(env.record(ENI1).is_none(), "{region:?}: no ENI record");
+        assert!(
+            env.calls()
+                .iter()
+                .all(|c| c["action"] != "AttachNetworkInterface"),
+            "{region:?}: no Attach reached the emulator"
+        );
+    }
+}
+
+/// In tag mode a DescribeNetworkInterfaces answer carrying an ENI id with a
+/// newline (a would-be hand-off line) is refused as a whole: the daemon
+/// keeps running with the last good answer (nothing detached), says which
+/// field is wrong, and the id reaches neither a state file nor an sd_notify
+/// message (each STATUS stays one line).
+#[test]
+fn daemon_refuses_a_malformed_eni_id_from_the_tag_lookup() {
+    let Some(env) = Env::new("hostile_tag_bad_id") else {
+        return;
+    };
+    let hostile = "eni-emu0bad\nmatch-device=interface-name:eth0";
+    env.write_config("", &["tag = \"team=net\"".to_owned()]);
+    let mut notify = NotifySocket::bind(env.dir.path());
+    let d = env.spawn(
+        &["run"],
+        &[("NOTIFY_SOCKET", notify.path.display().to_string())],
+    );
+    let (dev1, table1) = env.wait_configured(ENI1, Duration::from_secs(30));
+    env.wait_configured(ENI2, Duration::from_secs(30));
+    env.seed(&json!({"enis": [{
+        "id": hostile, "vswitch_id": "vsw-emu0zonei", "mac": "00:16:3e:10:00:95",
+        "primary_ip": "192.168.10.95", "tags": {"team": "net"}
+    }]}));
+    env.signal(&d, Signal::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            let e = stderr_of(&d);
+            e.contains("NetworkInterfaceId") && e.contains("not a valid ENI id")
+        }),
+        "the refusal names the id field: {}",
+        stderr_of(&d)
+    );
+    let mut messages = Vec::new();
+    while let Some(m) = notify.recv(Duration::from_millis(500)) {
+        messages.push(m);
+    }
+    assert!(
+        messages.iter().any(|m| m.contains("READY=1")),
+        "the daemon got ready: {messages:?}"
+    );
+    for m in &messages {
+        assert!(
+            !m.contains("match-device") && !m.contains("eni-emu0bad"),
+            "a notify message carries the id: {m:?}"
+        );
+        // One `KEY=value` per line: a STATUS split by a newline would leave
+        // a line that is not one.
+        for line in m.lines() {
+            let key = line.split_once('=').map(|(k, _)| k).unwrap_or("");
+            assert!(
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "a notify line that is not KEY=value: {line:?} in {m:?}"
+            );
+        }
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![env.state_dir()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(
+            !text.contains("match-device") && !text.contains("eni-emu0bad"),
+            "{} carries the id",
+            f.display()
+        );
+    }
+    assert!(
+        env.codes("AttachNetworkInterface", hostile).is_empty(),
+        "the malformed id is never attached"
+    );
+    for eni in [ENI1, ENI2] {
+        assert!(
+            env.codes("DetachNetworkInterface", eni).is_empty(),
+            "{eni} detached"
+        );
+    }
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid), None).is_ok(),
+        "the daemon keeps running: {}",
+        stderr_of(&d)
+    );
+    env.assert_eni1_configured(&dev1, table1);
+}
+
+/// ENI1's rules and table-TABLE routes, as text.
+fn eni1_table(env: &Env) -> (Vec<String>, Vec<String>) {
+    let lookup = format!("lookup {TABLE}");
+    let rules = env
+        .our_rules()
+        .into_iter()
+        .filter(|r| r.contains(&lookup))
+        .collect();
+    (rules, env.table_routes(TABLE))
+}
+
+/// A table that holds another ENI's routes and rules is never handed out
+/// again: not after tables.json was deleted (as its corruption message
+/// advises), nor to a one-shot with a second state directory. ENI2 gets
+/// another table and ENI1's rules and routes stay byte for byte.
+#[test]
+fn a_table_in_use_is_not_reused_after_tables_json_is_lost_or_by_a_second_state_dir() {
+    let Some(env) = Env::new("hostile_table_reuse") else {
+        return;
+    };
+    env.write_config("", &[]);
+    env.attach(ENI1).expect_code(0, "attach ENI1");
+    env.assert_eni1_configured("eth1", TABLE);
+    let before = eni1_table(&env);
+    assert!(!before.0.is_empty() && !before.1.is_empty(), "{before:?}");
+    let tables = env.state_dir().join("tables.json");
+    assert!(tables.exists(), "{} exists", tables.display());
+
+    // (1) tables.json deleted.
+    std::fs::remove_file(&tables).expect("remove tables.json");
+    env.attach(ENI2)
+        .expect_code(0, "attach ENI2 without tables.json");
+    assert_eq!(eni1_table(&env), before, "ENI1's table after ENI2's attach");
+    env.assert_eni1_configured("eth1", TABLE);
+    env.detach(ENI2).expect_code(0, "detach ENI2");
+    assert_eq!(eni1_table(&env), before, "ENI1's table after ENI2's detach");
+
+    // (2) a second state directory, no tables.json in it.
+    let config = std::fs::read_to_string(env.config_path()).expect("config");
+    let first = env.state_dir().display().to_string();
+    let second = env.path("state2");
+    std::fs::create_dir_all(&second).expect("state2");
+    std::fs::write(
+        env.config_path(),
+        config.replace(&first, &second.display().to_string()),
+    )
+    .expect("config with state2");
+    env.attach(ENI2)
+        .expect_code(0, "attach ENI2 from a second state directory");
+    assert_eq!(eni1_table(&env), before, "ENI1's table beside state2");
+    env.assert_eni1_configured("eth1", TABLE);
+    env.detach(ENI2).expect_code(0, "detach ENI2 (state2)");
+    assert_eq!(
+        eni1_table(&env),
+        before,
+        "ENI1's table after state2's detach"
+    );
+    std::fs::write(env.config_path(), config).expect("config back");
+    env.detach(ENI1).expect_code(0, "detach ENI1");
+}

@@ -98,6 +98,9 @@ async fn seed(State(emu): State<Arc<Emulator>>, Json(s): Json<Scenario>) -> Resp
 #[serde(deny_unknown_fields)]
 struct InstancePatch {
     status: Option<String>,
+    /// The instance's region as its metadata `region-id` says (no check:
+    /// a test may seed a hostile one).
+    region_id: Option<String>,
     key_pairs: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "instance_data::present")]
     user_data: Option<Option<String>>,
@@ -128,6 +131,9 @@ async fn patch_instance(
     }
     if let Some(s) = p.status {
         inst.status = s;
+    }
+    if let Some(r) = p.region_id {
+        inst.region_id = r;
     }
     let body = json!(inst);
     drop(st);
