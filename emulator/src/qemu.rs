@@ -53,6 +53,19 @@ pub fn bridge_name(vswitch_id: &str) -> String {
     format!("br-{short}").chars().take(15).collect()
 }
 
+/// The bridge's own MAC: fixed (locally administered, from the vSwitch id),
+/// because a bridge without one takes the lowest MAC of its ports, so plugging
+/// or unplugging an ENI's tap would change the gateway's MAC under the guest's
+/// neighbour cache and cut its primary NIC off for half a minute.
+pub fn bridge_mac(vswitch_id: &str) -> [u8; 6] {
+    // FNV-1a: stable across runs and builds.
+    let h = vswitch_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
+}
+
 /// The tap of a NIC: `et-` and the MAC's hex digits after `00:16:3e`.
 pub fn tap_name(mac: &str) -> String {
     let hex: String = mac.chars().filter(char::is_ascii_hexdigit).collect();
@@ -142,7 +155,11 @@ impl QemuBackend {
             None => {
                 self.handle
                     .link()
-                    .add(LinkBridge::new(&name).build())
+                    .add(
+                        LinkBridge::new(&name)
+                            .address(bridge_mac(&b.vswitch_id).to_vec())
+                            .build(),
+                    )
                     .execute()
                     .await
                     .map_err(netlink("bridge add"))?;
@@ -307,6 +324,14 @@ impl QemuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_macs_are_fixed_local_unicast_and_differ_per_vswitch() {
+        let a = bridge_mac("vsw-vm0a");
+        assert_eq!(a, bridge_mac("vsw-vm0a"));
+        assert_ne!(a, bridge_mac("vsw-vm0b"));
+        assert_eq!(a[0] & 0x03, 0x02, "locally administered unicast: {a:02x?}");
+    }
 
     #[test]
     fn names_fit_an_interface_name() {

@@ -3,15 +3,18 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tracing::warn;
 
 use crate::apply::ConvergerHandle;
+use crate::backoff::Poll;
 use crate::cli::{ecs_client_for_region, metadata_client};
 use crate::cloud::EcsClient;
 use crate::config::{AgentConfig, Config};
 use crate::handoff::HandoffDirs;
-use crate::metadata::MetadataClient;
+use crate::metadata::{MetadataClient, MetadataError};
 use crate::netlink;
 use crate::state::StateStore;
 use crate::tables::TableAllocator;
@@ -40,6 +43,11 @@ pub struct Context {
     pub subnets: Mutex<std::collections::HashMap<String, crate::plan::SubnetFacts>>,
 }
 
+/// How long the start waits for an unreachable or busy metadata service: at
+/// boot the agent may start before the primary NIC has its address (`Network
+/// is unreachable`), and it should come up then, not fail and be restarted.
+pub const METADATA_START_WAIT: Duration = Duration::from_secs(120);
+
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -59,7 +67,7 @@ impl Context {
     /// Builds the shared pieces for `config`; `converger` is already running.
     pub async fn new(config: &Config, converger: ConvergerHandle) -> Result<Self, SetupError> {
         let metadata = metadata_client(config).map_err(SetupError::Config)?;
-        let identity = identity(config, &metadata).await?;
+        let identity = identity_at_start(config, &metadata, METADATA_START_WAIT).await?;
         let ecs = ecs_client_for_region(config, metadata.clone(), &identity.region_id)
             .map_err(SetupError::Config)?;
         let store = StateStore::open(&config.agent.state_dir)?;
@@ -84,8 +92,35 @@ impl Context {
     }
 }
 
+/// [`Identity`] as [`identity`] learns it, waiting (backing off, at most
+/// `wait`) while the metadata service is unreachable or busy; any other
+/// failure ends the wait at once.
+pub async fn identity_at_start(
+    config: &Config,
+    md: &MetadataClient,
+    wait: Duration,
+) -> Result<Identity, SetupError> {
+    let mut schedule = Poll::new(Duration::from_millis(200), Duration::from_secs(5), wait);
+    loop {
+        match identity(config, md).await {
+            Ok(id) => return Ok(id),
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, waited_s = schedule.elapsed().as_secs(), limit_s = wait.as_secs(),
+                    "the metadata service is not answering yet; waiting for it");
+                if !schedule.wait().await {
+                    return Err(SetupError::Identity(format!(
+                        "{e} (still so after waiting {} s)",
+                        schedule.elapsed().as_secs()
+                    )));
+                }
+            }
+            Err(e) => return Err(SetupError::Identity(e.to_string())),
+        }
+    }
+}
+
 /// Identity from the configuration where set, else from the metadata service.
-async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, SetupError> {
+pub async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, MetadataError> {
     let a = &config.agent;
     // Configured ids were checked when the file was read; the metadata
     // service's are parsed into their types (shape checked) by `MetadataClient::id`.
@@ -93,25 +128,19 @@ async fn identity(config: &Config, md: &MetadataClient) -> Result<Identity, Setu
         Some(v) => v.to_string(),
         None => md
             .id::<crate::ids::InstanceId>("instance-id")
-            .await
-            .map_err(|e| SetupError::Identity(e.to_string()))?
+            .await?
             .to_string(),
     };
     let region_id = match &config.api.region {
         Some(v) => v.to_string(),
         None => md
             .id::<crate::ids::RegionId>("region-id")
-            .await
-            .map_err(|e| SetupError::Identity(e.to_string()))?
+            .await?
             .to_string(),
     };
     let zone_id = match &a.zone_id {
         Some(v) => v.to_string(),
-        None => md
-            .id::<crate::ids::ZoneId>("zone-id")
-            .await
-            .map_err(|e| SetupError::Identity(e.to_string()))?
-            .to_string(),
+        None => md.id::<crate::ids::ZoneId>("zone-id").await?.to_string(),
     };
     let vpc_id = match &a.vpc_id {
         Some(v) => Some(v.to_string()),
