@@ -201,21 +201,7 @@ impl Hotplug {
     }
 
     async fn index_of(&self, name: &str) -> Result<Option<u32>, HotplugError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        match links.try_next().await {
-            Ok(Some(l)) => Ok(Some(l.header.index)),
-            Ok(None) => Ok(None),
-            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc_enodev() => Ok(None),
-            Err(source) => Err(HotplugError::Netlink {
-                op: "link get",
-                source,
-            }),
-        }
+        link_index(&self.handle, name).await
     }
 
     /// Removes the NIC of `eni_id`, if plugged.
@@ -242,6 +228,22 @@ impl Hotplug {
     }
 }
 
-fn libc_enodev() -> i32 {
-    nix::errno::Errno::ENODEV as i32
+/// The index of the link called `name` in `handle`'s namespace, if any.
+pub(crate) async fn link_index(
+    handle: &rtnetlink::Handle,
+    name: &str,
+) -> Result<Option<u32>, HotplugError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(l) => Ok(l.map(|l| l.header.index)),
+        Err(rtnetlink::Error::NetlinkError(m))
+            if m.raw_code() == -(nix::errno::Errno::ENODEV as i32) =>
+        {
+            Ok(None)
+        }
+        Err(source) => Err(HotplugError::Netlink {
+            op: "link get",
+            source,
+        }),
+    }
 }

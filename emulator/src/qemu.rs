@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 use serde_json::{Value, json};
 
@@ -132,20 +131,7 @@ impl QemuBackend {
     }
 
     async fn index_of(&self, name: &str) -> Result<Option<u32>, HotplugError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        match links.try_next().await {
-            Ok(l) => Ok(l.map(|l| l.header.index)),
-            Err(e) if is_errno(&e, nix::errno::Errno::ENODEV) => Ok(None),
-            Err(source) => Err(HotplugError::Netlink {
-                op: "link get",
-                source,
-            }),
-        }
+        crate::hotplug::link_index(&self.handle, name).await
     }
 
     async fn ensure_bridge(&self, b: &BridgeSpec) -> Result<u32, HotplugError> {

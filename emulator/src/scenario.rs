@@ -192,16 +192,6 @@ pub struct VSwitchSpec {
     /// Region (default: the scenario's region).
     #[serde(default)]
     pub region_id: Option<String>,
-    /// Key pairs of the instance: key pair id → OpenSSH public key line
-    /// (metadata `public-keys/<id>/openssh-key`).
-    #[serde(default)]
-    pub key_pairs: BTreeMap<String, String>,
-    /// User data (metadata `user-data`; 404 when absent).
-    #[serde(default)]
-    pub user_data: Option<String>,
-    /// Vendor data (metadata `vendor-data`; 404 when absent).
-    #[serde(default)]
-    pub vendor_data: Option<String>,
 }
 
 /// A security group.
